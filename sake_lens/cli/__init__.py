@@ -1,0 +1,1 @@
+"""The ``sake-lens`` command line."""

@@ -1,0 +1,68 @@
+"""``sake-lens demo``: a few built-in edits of facts the default model knows, before/after."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .common import add_model_args, load_from_args, markdown_table
+
+# (subject, template, old, new, an unseen paraphrase, an unrelated prompt)
+DEMO_EDITS = (
+    (
+        "Danielle Darrieux",
+        "The mother tongue of {} is",
+        "French",
+        "English",
+        "Danielle Darrieux's native language is",
+        "The mother tongue of Victor Hugo is",
+    ),
+    (
+        "the Eiffel Tower",
+        "{} is located in the city of",
+        "Paris",
+        "Rome",
+        "You can visit the Eiffel Tower in the city of",
+        "The Colosseum is located in the city of",
+    ),
+    (
+        "France",
+        "The capital of {} is",
+        "Paris",
+        "Lyon",
+        "The capital city of France is",
+        "The capital of Germany is",
+    ),
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="edit a few facts of the default model and show the effect")
+    add_model_args(p)
+    p.add_argument("--max-new-tokens", type=int, default=6)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..prompts.request import EditRequest
+    from ..steer.generation import generate
+    from ..steer.hooks import steered
+    from ..steer.workflow import make_edit
+
+    start = time.perf_counter()
+    model = load_from_args(args)
+    print(f"model loaded in {time.perf_counter() - start:.1f} s")
+    for subject, template, old, new, paraphrase, unrelated in DEMO_EDITS:
+        t0 = time.perf_counter()
+        request = EditRequest(subject, template, old, new)
+        edit = make_edit(model, request)
+        probes = [request.text, paraphrase, unrelated]
+        before = generate(model, probes, max_new_tokens=args.max_new_tokens)
+        with steered(model, [edit]):
+            after = generate(model, probes, max_new_tokens=args.max_new_tokens)
+        print(f"\n## {request.text} {old} -> {new}  (fitted in {time.perf_counter() - t0:.1f} s)")
+        kinds = ["edit prompt", "unseen paraphrase", "unrelated"]
+        rows = [[k, p, b, a] for k, p, b, a in zip(kinds, probes, before, after)]
+        print(markdown_table(["probe", "prompt", "before", "after"], rows))
+    print(f"\ndemo finished in {time.perf_counter() - start:.1f} s")
+    return 0

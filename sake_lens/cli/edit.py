@@ -1,0 +1,78 @@
+"""``sake-lens edit``: fit one edit and show greedy continuations before and after it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import add_model_args, load_from_args, markdown_table, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("edit", help="fit an edit and compare continuations before/after")
+    p.add_argument("--prompt", required=True, help="template with {} for the subject")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--old", required=True, help="the object the model says now")
+    p.add_argument("--new", required=True, help="the object it should say")
+    p.add_argument(
+        "--paraphrase",
+        action="append",
+        default=[],
+        metavar="P",
+        help="a paraphrase of the prompt (repeatable; default: the relation template bank)",
+    )
+    p.add_argument("--n-paraphrases", type=int, default=40, help="paraphrases from the bank")
+    p.add_argument("--site", default=None, help="hook name (default: the library default)")
+    p.add_argument("--probe", action="append", default=[], metavar="TEXT", help="repeatable")
+    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print a JSON list of {probe, before, after}")
+    p.add_argument("--save", metavar="DIR", help="add the edit to a registry directory")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def build_edit(model: Any, args: argparse.Namespace) -> Any:
+    from ..prompts.request import EditRequest
+    from ..steer.workflow import make_edit
+
+    request = EditRequest(args.subject, args.prompt, args.old, args.new)
+    return make_edit(
+        model,
+        request,
+        paraphrases=args.paraphrase or None,
+        n_paraphrases=args.n_paraphrases,
+        site=args.site,
+        seed=args.seed,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..steer.generation import generate
+    from ..steer.hooks import steered
+
+    model = load_from_args(args)
+    edit = build_edit(model, args)
+    probes = args.probe or [edit.request.text]
+    before = generate(model, probes, max_new_tokens=args.max_new_tokens)
+    with steered(model, [edit]):
+        after = generate(model, probes, max_new_tokens=args.max_new_tokens)
+    rows = [{"probe": p, "before": b, "after": a} for p, b, a in zip(probes, before, after)]
+    if args.save:
+        from ..registry.book import EditBook
+
+        book = EditBook.open(args.save, model=model, create=True)
+        book.add(edit)
+        book.save()
+    if args.json:
+        print_json(rows)
+    else:
+        print(
+            f"edit {edit.id}: {edit.request.text!r} {edit.request.old!r} -> {edit.request.new!r}"
+            f" at {edit.site} (target purity {edit.purity:.0%}, {edit.n_source} source / "
+            f"{edit.n_target} target samples)"
+        )
+        print(markdown_table(["probe", "before", "after"], [list(r.values()) for r in rows]))
+        if args.save:
+            print(f"saved to {args.save}")
+    return 0

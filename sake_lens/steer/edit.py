@@ -1,0 +1,246 @@
+"""An edit: a fitted transport map at a site, built from an edit request.
+
+:func:`fit_edit` runs the whole SAKE pipeline for one fact: paraphrases -> source and target
+prompts -> validated target samples -> activations at the site (one batched pass) -> the
+transport map, checked after fitting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+from ..collect.activations import collect_activations
+from ..errors import DistributionError, SakeLensError
+from ..model.loading import model_id as get_model_id
+from ..model.sites import FINAL_SITE, Site, resolve_site
+from ..model.tokens import bos_convention, starts_object
+from ..prompts.distributions import DistributionConfig, PromptSet, build_prompt_sets, prompts_hash
+from ..prompts.request import EditRequest
+from ..transport import MAP_KINDS, TransportMap, make_map
+
+__all__ = ["EditConfig", "Edit", "fit_edit"]
+
+log = logging.getLogger(__name__)
+
+GENERATION_MODES = ("prompt", "generated")
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    """How an edit is fitted and applied.
+
+    Attributes:
+        site: hook name where the map reads and writes (default: the final normalised stream).
+        map_kind: ``gaussian`` (SAKE), ``diagonal`` or ``mean-shift``.
+        reg: regulariser of the Gaussian/diagonal map, relative to the data's mean variance.
+        rank: keep only the ``rank`` strongest directions of the Gaussian map.
+        alpha: steering strength, ``h <- h + alpha (T(h) - h)``.
+        generation: ``prompt`` applies the map at the prompt's last token only (the paper);
+            ``generated`` also at every generated token.
+        distributions: how the source and target prompts are built.
+        batch_size: prompts per forward pass when collecting activations.
+    """
+
+    site: str = FINAL_SITE
+    map_kind: str = "gaussian"
+    reg: float = 1e-2
+    rank: int | None = None
+    alpha: float = 1.0
+    generation: str = "prompt"
+    distributions: DistributionConfig = field(default_factory=DistributionConfig)
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.map_kind not in MAP_KINDS:
+            raise ValueError(f"Unknown map_kind {self.map_kind!r}; allowed: {sorted(MAP_KINDS)}.")
+        if self.generation not in GENERATION_MODES:
+            raise ValueError(
+                f"Unknown generation mode {self.generation!r}; allowed: {GENERATION_MODES}."
+            )
+        if not (isinstance(self.alpha, (int, float)) and 0.0 <= float(self.alpha) <= 4.0):
+            raise ValueError(f"alpha must be a number in [0, 4], got {self.alpha!r}.")
+        if not float(self.reg) > 0:
+            raise ValueError(f"reg must be > 0, got {self.reg!r}.")
+        if self.rank is not None and int(self.rank) < 1:
+            raise ValueError(f"rank must be None or >= 1, got {self.rank!r}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+
+    def make_map(self) -> TransportMap:
+        if self.map_kind == "gaussian":
+            return make_map("gaussian", reg=self.reg, rank=self.rank)
+        if self.map_kind == "diagonal":
+            return make_map("diagonal", reg=self.reg)
+        return make_map(self.map_kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["distributions"] = self.distributions.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditConfig:
+        data = dict(data)
+        data["distributions"] = DistributionConfig.from_dict(data.get("distributions", {}))
+        return cls(**data)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")[:40] or "edit"
+
+
+@dataclass
+class Edit:
+    """A fitted edit: the request, its site, its transport map and how it was made.
+
+    Apply it with :func:`sake_lens.steer.hooks.steered` (or ``edit.steer(model)``), or add it
+    to an edit registry to serve it beside others.
+    """
+
+    request: EditRequest
+    site: Site
+    map: TransportMap
+    config: EditConfig
+    model_id: str
+    d_model: int
+    prepend_bos: bool
+    compatibility_mode: bool
+    purity: float
+    n_source: int
+    n_target: int
+    prompts_hash: str
+    id: str = ""
+    created: str = ""
+    prompts: PromptSet | None = field(default=None, repr=False, compare=False)
+    source_acts: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    target_acts: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            digest = hashlib.sha1(
+                f"{self.request.to_dict()}|{self.site}|{self.prompts_hash}".encode()
+            ).hexdigest()[:8]
+            self.id = f"{_slug(self.request.subject)}-{digest}"
+        if not self.created:
+            self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def steer(self, model: Any, **kwargs: Any) -> Any:
+        """Context manager: the model with this edit applied (hooks removed on exit)."""
+        from .hooks import steered
+
+        return steered(model, [self], **kwargs)
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the tensors, as JSON-serialisable data."""
+        return {
+            "id": self.id,
+            "request": self.request.to_dict(),
+            "site": self.site.to_dict(),
+            "map": self.map.config(),
+            "config": self.config.to_dict(),
+            "model_id": self.model_id,
+            "d_model": self.d_model,
+            "prepend_bos": self.prepend_bos,
+            "compatibility_mode": self.compatibility_mode,
+            "purity": self.purity,
+            "n_source": self.n_source,
+            "n_target": self.n_target,
+            "prompts_hash": self.prompts_hash,
+            "created": self.created,
+            "diagnostics": self.map.diagnostics(),
+        }
+
+
+def fit_edit(
+    model: Any,
+    request: EditRequest | dict[str, Any],
+    paraphrases: Sequence[str] = (),
+    *,
+    config: EditConfig | None = None,
+    progress: bool | None = None,
+    keep_activations: bool = False,
+) -> Edit:
+    """Fit one edit on ``model``: the SAKE pipeline from an edit request to a transport map.
+
+    Args:
+        model: a TransformerLens model (see :func:`sake_lens.load_model`).
+        request: the fact to change.
+        paraphrases: more prompts of the same fact (templates with ``{}`` or filled in).
+        config: site, map and distribution settings (default :class:`EditConfig`).
+        keep_activations: keep the source and target activations on the edit (for plots).
+
+    Raises:
+        DistributionError: too few valid target samples (purity below ``min_purity``).
+        FitError: the map could not be fitted to finite values.
+        SiteError: the site is unknown or cannot steer.
+
+    Example:
+        >>> edit = fit_edit(model, EditRequest("Danielle Darrieux",  # doctest: +SKIP
+        ...     "The mother tongue of {} is", "French", "English"))
+    """
+    if isinstance(request, dict):
+        request = EditRequest.from_dict(request)
+    config = config or EditConfig()
+    site = resolve_site(model, config.site)
+    prompts = build_prompt_sets(request, paraphrases, config.distributions)
+    prepend_bos = bos_convention(model)
+    src = collect_activations(
+        model, prompts.source, [site], batch_size=config.batch_size, progress=progress
+    )
+    tgt = collect_activations(
+        model, prompts.target, [site], batch_size=config.batch_size, predict=True,
+        progress=progress,
+    )
+    tokenizer = model.tokenizer
+    assert tgt.predictions is not None
+    prompts.target_predictions = [tokenizer.decode(int(t)) for t in tgt.predictions]
+    if config.distributions.validate_targets:
+        prompts.kept = [starts_object(t, request.new) for t in prompts.target_predictions]
+    else:
+        prompts.kept = [True] * len(prompts.target)
+    purity = prompts.purity
+    n_kept = sum(prompts.kept)
+    if purity < config.distributions.min_purity or n_kept < 2:
+        raise DistributionError(
+            f"Only {n_kept}/{len(prompts.kept)} target samples make the model say "
+            f"{request.new!r} (purity {purity:.0%} < min_purity "
+            f"{config.distributions.min_purity:.0%}). Try stronger target templates (e.g. "
+            "target_templates=('fact-twice', 'repeat-3')), more paraphrases, or check that "
+            f"the new object {request.new!r} is spelled as the model would say it."
+        )
+    keep = torch.tensor(prompts.kept)
+    source_acts = src[site.hook]
+    target_acts = tgt[site.hook][keep]
+    try:
+        fitted = config.make_map().fit(source_acts, target_acts)
+    except SakeLensError as exc:
+        raise type(exc)(f"Fitting the edit {request.text!r} -> {request.new!r}: {exc}") from exc
+    log.info(
+        "Fitted %s at %s: %d source, %d/%d target samples (purity %.0f%%)",
+        request.text, site.hook, len(prompts.source), n_kept, len(prompts.target), 100 * purity,
+    )
+    return Edit(
+        request=request,
+        site=site,
+        map=fitted,
+        config=config,
+        model_id=get_model_id(model),
+        d_model=int(model.cfg.d_model),
+        prepend_bos=prepend_bos,
+        compatibility_mode=bool(getattr(model, "sake_lens_compatibility_mode", True)),
+        purity=purity,
+        n_source=len(prompts.source),
+        n_target=n_kept,
+        prompts_hash=prompts_hash(prompts),
+        prompts=prompts,
+        source_acts=source_acts if keep_activations else None,
+        target_acts=target_acts if keep_activations else None,
+    )

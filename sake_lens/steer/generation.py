@@ -1,0 +1,329 @@
+"""Batched greedy generation through TransformerLens hook points, with a step signal for hooks.
+
+Steering hooks must act inside generation: on the prompt (step 0, "prefill") and on every new
+token. :func:`generate` runs its own decoding loop over the bridge's forward, so every hook point
+fires on every step, and publishes a :class:`GenerationStep` (read it with :func:`current_step`)
+that tells a hook which positions of its activation hold what:
+
+>>> def hook(act, *, hook):  # act: (batch, pos, d_model)  # doctest: +SKIP
+...     step = current_step()
+...     if step is not None and step.positions_of_last_prompt_token is not None:
+...         act[:, step.positions_of_last_prompt_token[0]] += vector
+...     return act
+>>> generate(model, ["The capital of France is"], fwd_hooks=[("ln_final.hook_out", hook)])  # doctest: +SKIP
+
+With the KV cache, steps >= 1 see one position (the newest token); without it they see the
+whole sequence. A hook that edits the last prompt token wherever it is present (as above, not
+only on step 0) gives the same result with and without the cache: with the cache, the edited
+keys and values of later layers are reused from step 0.
+
+The KV cache is used only after a probe proved it matches uncached logits on this model (see
+``sake_lens.model.patches`` for the TransformerLens bug that breaks it); otherwise generation
+falls back to recomputing the whole sequence each step and logs one warning.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, overload
+
+import torch
+from torch import Tensor
+
+from ..errors import GenerationError
+from ..model.patches import apply_bridge_patches
+from ..model.tokens import tokenize_batch
+
+__all__ = ["GenerationStep", "current_step", "generate", "generate_tokens", "kv_cache_is_correct"]
+
+log = logging.getLogger(__name__)
+
+HookFn = Callable[..., Any]
+_STEP: contextvars.ContextVar[GenerationStep | None] = contextvars.ContextVar(
+    "sake_lens_generation_step", default=None
+)
+_KV_FLAG = "_sake_lens_kv_cache_ok"
+
+
+@dataclass(frozen=True)
+class GenerationStep:
+    """Where generation stands during one forward pass (read it from a hook).
+
+    Positions index the position axis of the current activation (``act[:, pos]`` for residual
+    stream hooks); ``offset`` is the index, in the left-padded full sequence, of its position 0.
+    With left padding every row's prompt ends at the same index, ``padded_prompt_length - 1``.
+    """
+
+    step: int  #: 0 = prefill of the prompt; k >= 1 = the forward that reads new token k
+    use_cache: bool
+    prompt_lengths: tuple[int, ...]  #: real prompt tokens per row (BOS included, pads not)
+    pad_lengths: tuple[int, ...]  #: left-padding tokens per row
+    offset: int
+    seq_len: int  #: positions in the current activation
+
+    @property
+    def padded_prompt_length(self) -> int:
+        return self.prompt_lengths[0] + self.pad_lengths[0]
+
+    @property
+    def positions_of_last_prompt_token(self) -> tuple[int, ...] | None:
+        """Per row, the position of the prompt's last token; None if it is not in this pass."""
+        pos = self.padded_prompt_length - 1 - self.offset
+        return (pos,) * len(self.prompt_lengths) if 0 <= pos < self.seq_len else None
+
+    @property
+    def generated_positions(self) -> range:
+        """Positions holding generated tokens (empty on step 0; ``range(0, 1)`` when cached)."""
+        return range(max(self.padded_prompt_length - self.offset, 0), self.seq_len)
+
+    @property
+    def last_position(self) -> int:
+        """The position whose output predicts the next token."""
+        return self.seq_len - 1
+
+
+def current_step() -> GenerationStep | None:
+    """The :class:`GenerationStep` of the running :func:`generate` pass, or None outside it."""
+    return _STEP.get()
+
+
+@contextmanager
+def _publish(step: GenerationStep) -> Iterator[None]:
+    token = _STEP.set(step)
+    try:
+        yield
+    finally:
+        _STEP.reset(token)
+
+
+def _hf_model(model: Any) -> Any:
+    hf = getattr(model, "original_model", None)
+    if hf is None:
+        raise GenerationError(
+            f"generate() needs a TransformerLens TransformerBridge (load it with "
+            f"sake_lens.load_model()); got {type(model).__name__}, which has no original_model."
+        )
+    return hf
+
+
+def _forward(model: Any, tokens: Tensor, mask: Tensor, positions: Tensor, cache: Any) -> Tensor:
+    """One bridge forward; ``cache`` (a transformers Cache) is extended in place."""
+    kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": positions}
+    if cache is None:
+        kwargs["use_cache"] = False
+    else:
+        params = inspect.signature(_hf_model(model).forward).parameters
+        # transformers >= 5.2x renamed `past_key_values` to `cache`.
+        kwargs["cache" if "cache" in params else "past_key_values"] = cache
+        kwargs["use_cache"] = True
+    return model(tokens, return_type="logits", **kwargs)
+
+
+def _new_cache(model: Any) -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache(config=_hf_model(model).config)
+
+
+def kv_cache_is_correct(model: Any, *, refresh: bool = False) -> bool:
+    """Whether cached decoding reproduces uncached logits on ``model`` (probed once, memoised).
+
+    The probe decodes the last two tokens of a short left-padded batch through the cache and
+    compares the logits with a full uncached pass (relative tolerance 1e-3 in float32).
+    """
+    known = getattr(model, _KV_FLAG, None)
+    if known is not None and not refresh:
+        return bool(known)
+    apply_bridge_patches()
+    ids = model.tokenizer.encode("The capital of France is Paris and", add_special_tokens=False)
+    ids = ids[:7]
+    pad = int(model.tokenizer.pad_token_id or 0)
+    device = model.cfg.device
+    tokens = torch.tensor([ids, [pad, pad, *ids[2:]]], device=device)  # (2, n)
+    mask = (torch.arange(len(ids), device=device) >= torch.tensor([[0], [2]], device=device)).long()
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    n = len(ids) - 2
+    with torch.no_grad():
+        full = _forward(model, tokens, mask, positions, None)[:, n:]
+        cache = _new_cache(model)
+        parts = [_forward(model, tokens[:, :n], mask[:, :n], positions[:, :n], cache)[:, -1:]]
+        for i in (n, n + 1):
+            parts.append(
+                _forward(model, tokens[:, i : i + 1], mask[:, : i + 1], positions[:, i : i + 1],
+                         cache)
+            )
+    cached = torch.cat(parts, dim=1)[:, 1:]  # logits at positions n, n + 1
+    rtol = 1e-3 if full.dtype in (torch.float32, torch.float64) else 3e-2
+    err = (cached - full).abs().max().item() / max(full.abs().max().item(), 1.0)
+    ok = bool(err <= rtol)
+    if not ok:
+        log.warning(
+            "KV-cached decoding differs from uncached decoding on this model (relative error "
+            "%.2g): generate() recomputes the whole sequence each step instead (slower).",
+            err,
+        )
+    setattr(model, _KV_FLAG, ok)
+    return ok
+
+
+def _pad_rows(rows: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Tensor, Tensor]:
+    if not rows or any(len(r) == 0 for r in rows):
+        raise GenerationError("generate_tokens() needs at least one non-empty row of token ids.")
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, width - len(r) :] = 1
+    return tokens.to(device), mask.to(device)
+
+
+def _eos_ids(model: Any) -> set[int]:
+    ids = {model.tokenizer.eos_token_id}
+    config_ids = getattr(getattr(_hf_model(model), "generation_config", None), "eos_token_id", None)
+    ids.update(config_ids if isinstance(config_ids, (list, tuple)) else [config_ids])
+    return {int(i) for i in ids if i is not None}
+
+
+def _check_hooks(model: Any, fwd_hooks: Sequence[tuple[Any, HookFn]]) -> list[tuple[Any, HookFn]]:
+    import difflib
+
+    hooks = list(fwd_hooks)
+    for entry in hooks:
+        if not (isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1])):
+            raise GenerationError(f"fwd_hooks entries are (hook_name, fn) pairs; got {entry!r}.")
+        name = entry[0]
+        if isinstance(name, str) and name not in model.hook_dict:
+            close = difflib.get_close_matches(name, list(model.hook_dict), n=3)
+            raise GenerationError(
+                f"Unknown hook name {name!r}" + (f"; did you mean {close}?" if close else ".")
+            )
+    return hooks
+
+
+def generate_tokens(
+    model: Any,
+    prompt_tokens: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int = 20,
+    fwd_hooks: Sequence[tuple[Any, HookFn]] = (),
+    use_kv_cache: bool = True,
+    stop_at_eos: bool = True,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> list[list[int]]:
+    """Generate from token ids (one list per prompt, BOS already decided); see :func:`generate`.
+
+    Returns, per prompt, the generated token ids (an EOS token ends a row and is not included).
+    """
+    if max_new_tokens < 0 or temperature < 0:
+        raise GenerationError(
+            f"max_new_tokens and temperature must be >= 0; got {max_new_tokens}, {temperature}."
+        )
+    hooks = _check_hooks(model, fwd_hooks)
+    pad = int(model.tokenizer.pad_token_id or 0)
+    tokens, mask = _pad_rows(prompt_tokens, pad, model.cfg.device)  # (batch, width) each
+    lengths = tuple(int(n) for n in mask.sum(1))
+    pads = tuple(tokens.shape[1] - n for n in lengths)
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # each row's own positions
+    cached = use_kv_cache and kv_cache_is_correct(model)
+    cache = _new_cache(model) if cached else None
+    eos = torch.tensor(sorted(_eos_ids(model)), device=tokens.device)
+    generator = None
+    if temperature > 0:
+        generator = torch.Generator(device=tokens.device)
+        generator.manual_seed(0 if seed is None else seed)
+    finished = torch.zeros(len(lengths), dtype=torch.bool, device=tokens.device)
+    out: list[list[int]] = [[] for _ in lengths]
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        for step in range(max_new_tokens):
+            start = tokens.shape[1] - 1 if (cached and step > 0) else 0
+            info = GenerationStep(step, cached, lengths, pads, start, tokens.shape[1] - start)
+            with _publish(info):
+                logits = _forward(model, tokens[:, start:], mask, positions[:, start:], cache)
+            last = logits[:, -1, :].float()  # (batch, vocab)
+            if generator is None:
+                nxt = last.argmax(-1)
+            else:
+                probs = torch.softmax(last / temperature, dim=-1)
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            nxt = torch.where(finished, torch.full_like(nxt, pad), nxt)
+            hit_eos = torch.isin(nxt, eos) & stop_at_eos
+            for row in torch.nonzero(~finished & ~hit_eos).flatten().tolist():
+                out[row].append(int(nxt[row]))
+            finished |= hit_eos
+            if bool(finished.all()):
+                break
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
+    return out
+
+
+@overload
+def generate(
+    model: Any, prompts: str | Sequence[str], *, return_tokens: Literal[False] = ..., **kw: Any
+) -> list[str]: ...
+@overload
+def generate(
+    model: Any, prompts: str | Sequence[str], *, return_tokens: Literal[True], **kw: Any
+) -> list[list[int]]: ...
+def generate(
+    model: Any,
+    prompts: str | Sequence[str],
+    *,
+    max_new_tokens: int = 20,
+    fwd_hooks: Sequence[tuple[Any, HookFn]] = (),
+    prepend_bos: bool | None = None,
+    use_kv_cache: bool = True,
+    stop_at_eos: bool = True,
+    return_tokens: bool = False,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> list[str] | list[list[int]]:
+    """Continue each prompt, with ``fwd_hooks`` active on every step; return the continuations.
+
+    Prompts are batched with left padding, an attention mask and each row's own position ids,
+    so a batch gives the same tokens as one prompt at a time. Decoding is greedy unless
+    ``temperature > 0`` (then sampled with a ``torch.Generator`` seeded by ``seed``; sampled
+    batches differ from one-at-a-time sampling). Hooks are attached with ``model.hooks(...)``
+    and removed on exit, exceptions included. During each forward :func:`current_step` tells a
+    hook which step it is and where the prompt's last token and the generated tokens are.
+
+    Args:
+        model: a TransformerLens ``TransformerBridge`` (:func:`sake_lens.load_model`).
+        prompts: one prompt or a list.
+        max_new_tokens: at most this many tokens per prompt.
+        fwd_hooks: ``(hook_name, fn)`` pairs, ``fn(act, *, hook)`` as in TransformerLens.
+        prepend_bos: None follows the model's convention (``sake_lens.model.tokens``).
+        use_kv_cache: use the KV cache when a probe proves it correct on this model.
+        stop_at_eos: end a row at its EOS token (not included in the output).
+        return_tokens: return token ids instead of decoded text.
+
+    Returns:
+        Per prompt, the generated continuation only (the prompt is not repeated).
+    """
+    batch = tokenize_batch(model, [prompts] if isinstance(prompts, str) else prompts,
+                           prepend_bos=prepend_bos)
+    rows = [
+        row[row_mask.bool()].tolist()
+        for row, row_mask in zip(batch.tokens, batch.attention_mask)
+    ]
+    ids = generate_tokens(
+        model,
+        rows,
+        max_new_tokens=max_new_tokens,
+        fwd_hooks=fwd_hooks,
+        use_kv_cache=use_kv_cache,
+        stop_at_eos=stop_at_eos,
+        temperature=temperature,
+        seed=seed,
+    )
+    if return_tokens:
+        return ids
+    return [model.tokenizer.decode(r) for r in ids]

@@ -1,0 +1,158 @@
+"""Steering hooks: apply edits' transport maps at their sites, inside any forward pass.
+
+``h <- h + alpha (T(h) - h)`` at the prompt's last token (and, when an edit asks for it, at
+generated tokens), for the rows a router assigns to each edit. Hooks are attached through
+``model.hooks(...)``, so they are removed when the block exits, also on exceptions.
+
+Outside :func:`sake_lens.steer.generation.generate`, the last position of each row is its
+prompt's last token: sake_lens pads on the left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ..errors import SakeLensError
+from .generation import current_step
+
+if TYPE_CHECKING:
+    from .edit import Edit
+
+__all__ = ["Router", "SingleRouter", "NearestSourceRouter", "SiteSteerer", "steered"]
+
+
+class Router(Protocol):
+    """Decides, per row, which edit (index into the edit list) applies, or -1 for none."""
+
+    def route(self, acts: Float[Tensor, "batch d"], site: str) -> Int[Tensor, " batch"]: ...
+
+    def hooks(self) -> list[tuple[str, Any]]:
+        """Extra hooks the router needs (e.g. to read tokens or an earlier layer)."""
+        ...
+
+
+class SingleRouter:
+    """Every row goes to edit 0 (one edit, no scope gate)."""
+
+    def route(self, acts: Tensor, site: str) -> Tensor:
+        return torch.zeros(acts.shape[0], dtype=torch.long, device=acts.device)
+
+    def hooks(self) -> list[tuple[str, Any]]:
+        return []
+
+
+class NearestSourceRouter:
+    """Each row goes to the edit whose source mean is nearest (no thresholds: no scope gate)."""
+
+    def __init__(self, edits: Sequence[Edit]):
+        self.sites = [e.site.hook for e in edits]
+        self.centres = torch.stack([_source_mean(e) for e in edits])  # (n_edits, d)
+
+    def route(self, acts: Tensor, site: str) -> Tensor:
+        centres = self.centres.to(acts.device, acts.dtype)
+        dist = torch.cdist(acts, centres)  # (batch, n_edits)
+        allowed = torch.tensor([s == site for s in self.sites], device=acts.device)
+        dist = dist.masked_fill(~allowed, float("inf"))
+        return dist.argmin(dim=1)
+
+    def hooks(self) -> list[tuple[str, Any]]:
+        return []
+
+
+def _source_mean(edit: Edit) -> Tensor:
+    mean = getattr(edit.map, "mean_source_", None)
+    if mean is None:
+        raise SakeLensError(f"Edit {edit.id}: its map stores no source mean; cannot route to it.")
+    return mean.double()
+
+
+class SiteSteerer:
+    """The hook function for one site: routes rows, then applies each routed edit's map."""
+
+    def __init__(self, site: str, edits: Sequence[Edit], indices: Sequence[int], router: Router):
+        self.site = site
+        self.edits = list(edits)  # all edits (router indices refer to this list)
+        self.indices = set(indices)  # edits at this site
+        self.router = router
+        self.decisions: Tensor | None = None  # per-row edit index from the prompt's last token
+
+    def _apply(self, act: Tensor, pos: Tensor | int, rows: Tensor, generated: bool) -> None:
+        """Steer ``act[rows, pos]`` in place with each row's routed edit."""
+        assert self.decisions is not None
+        for k in torch.unique(self.decisions[rows]).tolist():
+            if k < 0 or k not in self.indices:
+                continue
+            edit = self.edits[k]
+            if generated and edit.config.generation != "generated":
+                continue
+            sel = rows[self.decisions[rows] == k]
+            h = act[sel, pos]
+            act[sel, pos] = h + edit.config.alpha * edit.map.displacement(h)
+
+    def __call__(self, act: Tensor, hook: Any) -> Tensor:
+        step = current_step()
+        all_rows = torch.arange(act.shape[0], device=act.device)
+        if step is None:
+            self.decisions = self.router.route(act[:, -1, :], self.site)
+            self._apply(act, -1, all_rows, generated=False)
+            return act
+        last = step.positions_of_last_prompt_token
+        if last is not None:
+            self.decisions = self.router.route(act[:, last[0], :], self.site)
+            self._apply(act, last[0], all_rows, generated=False)
+        if self.decisions is not None:
+            for pos in step.generated_positions:
+                self._apply(act, pos, all_rows, generated=True)
+        return act
+
+
+def steering_hooks(
+    edits: Sequence[Edit], router: Router | None = None
+) -> list[tuple[str, SiteSteerer]]:
+    """The ``(hook name, fn)`` pairs that apply ``edits`` (routed by ``router``)."""
+    edits = list(edits)
+    if not edits:
+        return []
+    if router is None:
+        router = SingleRouter() if len(edits) == 1 else NearestSourceRouter(edits)
+    by_site: dict[str, list[int]] = {}
+    for i, e in enumerate(edits):
+        by_site.setdefault(e.site.hook, []).append(i)
+    return [(site, SiteSteerer(site, edits, idx, router)) for site, idx in by_site.items()]
+
+
+def check_edits_fit(model: Any, edits: Sequence[Edit]) -> None:
+    """Raise when an edit was made for a model of another width."""
+    d = int(model.cfg.d_model)
+    for e in edits:
+        if e.d_model != d:
+            from ..errors import ModelMismatchError
+
+            raise ModelMismatchError(
+                f"Edit {e.id} was fitted on a model with d_model={e.d_model} ({e.model_id}); "
+                f"this model has d_model={d}. Fit the edit again on this model."
+            )
+
+
+@contextmanager
+def steered(
+    model: Any, edits: Sequence[Edit], *, router: Router | None = None
+) -> Iterator[Any]:
+    """The model with ``edits`` applied inside the ``with`` block.
+
+    Example:
+        >>> with steered(model, [edit]):  # doctest: +SKIP
+        ...     logits = model(tokens)
+    """
+    check_edits_fit(model, edits)
+    hooks: list[tuple[str, Any]] = list(steering_hooks(edits, router))
+    if router is not None:
+        hooks = list(router.hooks()) + hooks
+    with model.hooks(fwd_hooks=hooks):
+        yield model

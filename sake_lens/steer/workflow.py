@@ -1,0 +1,45 @@
+"""One call from an edit request to a fitted edit, with paraphrases built when none are given."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ..prompts.request import EditRequest
+from .edit import Edit, EditConfig, fit_edit
+
+__all__ = ["make_edit", "default_paraphrases"]
+
+log = logging.getLogger(__name__)
+
+
+def default_paraphrases(request: EditRequest, n: int = 40, seed: int = 0) -> list[str]:
+    """Paraphrases of ``request`` from the relation template bank (offline, seeded)."""
+    from ..prompts.generators import TemplateBankGenerator
+
+    result = TemplateBankGenerator().generate(request, n, seed)
+    if result.dropped:
+        log.info("template bank: dropped %d paraphrases", len(result.dropped))
+    return list(result.prompts)
+
+
+def make_edit(
+    model: Any,
+    request: EditRequest,
+    *,
+    paraphrases: Sequence[str] | None = None,
+    n_paraphrases: int = 40,
+    site: str | None = None,
+    seed: int = 0,
+    config: EditConfig | None = None,
+    **fit_kwargs: Any,
+) -> Edit:
+    """Fit an edit, drawing ``n_paraphrases`` from the template bank when none are given."""
+    config = config or EditConfig()
+    if site is not None:
+        config = dataclasses.replace(config, site=site)
+    if paraphrases is None:
+        paraphrases = default_paraphrases(request, n_paraphrases, seed)
+    return fit_edit(model, request, paraphrases, config=config, **fit_kwargs)

@@ -191,6 +191,12 @@ def load_model(
     else:
         source = str(name)
         model_name = source
+        local = Path(source).expanduser()
+        if local.is_dir() and not (local / "config.json").is_file():
+            raise ModelLoadError(
+                f"{source} is a folder but not a transformers checkpoint: it has no config.json. "
+                "Pass a folder written by save_pretrained (config.json + weights + tokenizer)."
+            )
     kwargs: dict[str, Any] = {"dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -201,7 +207,7 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         hf_model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         local = Path(source).expanduser()
         if local.exists():
             raise ModelLoadError(

@@ -154,8 +154,9 @@ def kv_cache_is_correct(model: Any, *, refresh: bool = False) -> bool:
         parts = [_forward(model, tokens[:, :n], mask[:, :n], positions[:, :n], cache)[:, -1:]]
         for i in (n, n + 1):
             parts.append(
-                _forward(model, tokens[:, i : i + 1], mask[:, : i + 1], positions[:, i : i + 1],
-                         cache)
+                _forward(
+                    model, tokens[:, i : i + 1], mask[:, : i + 1], positions[:, i : i + 1], cache
+                )
             )
     cached = torch.cat(parts, dim=1)[:, 1:]  # logits at positions n, n + 1
     rtol = 1e-3 if full.dtype in (torch.float32, torch.float64) else 3e-2
@@ -308,11 +309,11 @@ def generate(
     Returns:
         Per prompt, the generated continuation only (the prompt is not repeated).
     """
-    batch = tokenize_batch(model, [prompts] if isinstance(prompts, str) else prompts,
-                           prepend_bos=prepend_bos)
+    batch = tokenize_batch(
+        model, [prompts] if isinstance(prompts, str) else prompts, prepend_bos=prepend_bos
+    )
     rows = [
-        row[row_mask.bool()].tolist()
-        for row, row_mask in zip(batch.tokens, batch.attention_mask)
+        row[row_mask.bool()].tolist() for row, row_mask in zip(batch.tokens, batch.attention_mask)
     ]
     ids = generate_tokens(
         model,

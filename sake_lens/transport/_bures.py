@@ -69,12 +69,15 @@ def _condition(eigenvalues: Tensor) -> float:
 
 
 def bures_factors(
-    ps: Float[Tensor, "n_s m"], pt: Float[Tensor, "n_t m"], eps: float, reg: float
+    ps: Float[Tensor, "n_s m"], pt: Float[Tensor, "n_t m"], scale: float, reg: float
 ) -> BuresFactors:
-    """Eigen-factors of $A - I$ for the Gaussians $(P^\\top P / n + \\varepsilon I)$.
+    """Eigen-factors of $A - I$ for the Gaussians with covariances $P^\\top P / n + \\varepsilon I$.
 
     ``ps``/``pt`` are centred samples in some orthonormal coordinates (the data's span, or the
-    standard basis). Covariances are the biased ($1/n$) estimates, as in POT.
+    standard basis). Covariances are the biased ($1/n$) estimates, as in POT, and
+    $\\varepsilon = \\mathrm{reg}\\cdot\\mathrm{scale}$. $A$ is invariant to a common rescaling of
+    both covariances, so the work is done on covariances divided by ``scale`` (no underflow or
+    overflow whatever the activations' magnitude).
 
     Raises:
         FitError: a regularised covariance is singular or its condition number exceeds
@@ -82,15 +85,16 @@ def bures_factors(
     """
     m = ps.shape[1]
     eye = torch.eye(m, dtype=ps.dtype, device=ps.device)
-    cs = _sym(ps.T @ ps) / ps.shape[0] + eps * eye  # (m, m)
-    ct = _sym(pt.T @ pt) / pt.shape[0] + eps * eye  # (m, m)
+    ps, pt = ps / math.sqrt(scale), pt / math.sqrt(scale)
+    cs = _sym(ps.T @ ps) / ps.shape[0] + reg * eye  # Σs / scale, (m, m)
+    ct = _sym(pt.T @ pt) / pt.shape[0] + reg * eye  # Σt / scale, (m, m)
     s, e = torch.linalg.eigh(cs)
     cond_s, cond_t = _condition(s), _condition(torch.linalg.eigvalsh(ct))
     for name, cond in (("source", cond_s), ("target", cond_t)):
         if not cond <= MAX_CONDITION:
             raise FitError(
                 f"{name} covariance condition number {cond:.3g} after reg={reg:g} "
-                f"(absolute eps={eps:.3g}) exceeds {MAX_CONDITION:.0e}; raise reg "
+                f"(absolute eps={reg * scale:.3g}) exceeds {MAX_CONDITION:.0e}; raise reg "
                 "(e.g. reg=1e-2) or add samples."
             )
     root_s = s.sqrt()
@@ -101,9 +105,9 @@ def bures_factors(
     middle = (f * mu.sqrt()) @ f.T  # (Σs^½ Σt Σs^½)^½
     a = _sym(cs_ihalf @ middle @ cs_ihalf)  # A_Q, (m, m)
     values, vectors = torch.linalg.eigh(a - eye)
-    w2_cov = (cs.trace() + ct.trace() - 2 * mu.sqrt().sum()).item()
+    w2_cov = scale * (cs.trace() + ct.trace() - 2 * mu.sqrt().sum()).item()
     if not (bool(torch.isfinite(vectors).all()) and bool(torch.isfinite(values).all())):
         raise FitError(
-            f"the Gaussian map is not finite after reg={reg:g} (eps={eps:.3g}); raise reg."
+            f"the Gaussian map is not finite after reg={reg:g} (eps={reg * scale:.3g}); raise reg."
         )
     return BuresFactors(vectors, values, cond_s, cond_t, max(w2_cov, 0.0))

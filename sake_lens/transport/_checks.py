@@ -105,19 +105,23 @@ def relative_eps(
     floored at $10^{-20}$ times the data's mean square, so numerically constant samples (whose
     centred values are rounding noise) still get a regulariser that dominates the noise, and it
     is 1 for all-zero data. Then the map between constant samples is a translation.
+
+    Raises:
+        FitError: activations beyond $10^{\pm 130}$ in magnitude (rescale them).
     """
     n_s, n_t, d = xs_c.shape[0], xt_c.shape[0], xs_c.shape[1]
-    within = (xs_c.square().sum() + xt_c.square().sum()).item() / ((n_s + n_t) * d)
-    means = (n_s * mean_s.square().sum() + n_t * mean_t.square().sum()).item() / ((n_s + n_t) * d)
-    if not (math.isfinite(within) and math.isfinite(means)):
-        peak = max(xs_c.abs().max().item(), xt_c.abs().max().item(), mean_s.abs().max().item())
+    peak = torch.stack([t.abs().max() for t in (xs_c, xt_c, mean_s, mean_t)]).max().item()
+    if peak == 0.0:  # all-zero samples
+        return 1.0, reg
+    if not 1e-130 < peak < 1e130:
         raise FitError(
-            f"the covariance overflowed float64 (activations around {peak:.3g}); rescale them "
-            "(e.g. divide by their norm) before fitting."
+            f"activations of magnitude {peak:.3g} cannot be fitted accurately in float64; "
+            "rescale them (e.g. divide by their RMS) before fitting."
         )
-    scale = max(within, 1e-20 * (within + means))
-    if scale <= 0.0:
-        scale = 1.0
+    # mean squares of the data divided by `peak` (no under/overflow), then scaled back
+    within = (xs_c.div(peak).square().sum() + xt_c.div(peak).square().sum()).item()
+    means = (n_s * mean_s.div(peak).square().sum() + n_t * mean_t.div(peak).square().sum()).item()
+    scale = peak**2 * max(within, 1e-20 * (within + means)) / ((n_s + n_t) * d)
     return scale, reg * scale
 
 

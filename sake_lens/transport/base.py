@@ -158,7 +158,8 @@ class TransportMap(abc.ABC):
         """Fitted tensors (contiguous, CPU, copies) plus diagnostics as 0-d float64 tensors."""
         self._require_fitted()
         state = {
-            n: getattr(self, n + "_").detach().cpu().contiguous().clone() for n in self._state_shapes
+            n: getattr(self, n + "_").detach().cpu().contiguous().clone()
+            for n in self._state_shapes
         }
         for key, value in (self.diagnostics_ or {}).items():
             state[_DIAG_PREFIX + key] = torch.tensor(value, dtype=torch.float64)

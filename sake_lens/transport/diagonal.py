@@ -19,9 +19,8 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, final
+from typing import Any, ClassVar, final
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -51,7 +50,11 @@ class DiagonalMap(TransportMap):
     """
 
     kind = "diagonal"
-    _state_shapes = {"mean_source": ("d",), "mean_target": ("d",), "scale": ("d",)}
+    _state_shapes: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mean_source": ("d",),
+        "mean_target": ("d",),
+        "scale": ("d",),
+    }
 
     def __init__(self, reg: float = 1e-2) -> None:
         super().__init__()
@@ -67,8 +70,9 @@ class DiagonalMap(TransportMap):
         mu_s, mu_t = xs.mean(dim=0), xt.mean(dim=0)
         xs_c, xt_c = xs - mu_s, xt - mu_t
         scale, eps = relative_eps(xs_c, xt_c, mu_s, mu_t, self.reg)
-        var_s = xs_c.square().mean(dim=0) + eps  # (d,)
-        var_t = xt_c.square().mean(dim=0) + eps  # (d,)
+        # variances divided by `scale` (the ratio is invariant), so nothing under/overflows
+        var_s = (xs_c / math.sqrt(scale)).square().mean(dim=0) + self.reg  # (d,)
+        var_t = (xt_c / math.sqrt(scale)).square().mean(dim=0) + self.reg  # (d,)
         conds = {}
         for name, var in (("source", var_s), ("target", var_t)):
             lo, hi = var.min().item(), var.max().item()
@@ -83,7 +87,7 @@ class DiagonalMap(TransportMap):
         shift = mu_t - mu_s
         require_finite("diagonal map", ratio, shift)
         self.mean_source_, self.mean_target_, self.scale_ = mu_s.cpu(), mu_t.cpu(), ratio.cpu()
-        w2 = shift.square().sum() + (var_s.sqrt() - var_t.sqrt()).square().sum()
+        w2 = shift.square().sum() + scale * (var_s.sqrt() - var_t.sqrt()).square().sum()
         return {
             "reg": self.reg,
             "eps": eps,

@@ -40,7 +40,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, final
+from typing import Any, ClassVar, Literal, final
 
 import torch
 from jaxtyping import Float
@@ -94,7 +94,7 @@ class GaussianMap(TransportMap):
     """
 
     kind = "gaussian"
-    _state_shapes = {
+    _state_shapes: ClassVar[dict[str, tuple[str, ...]]] = {
         "mean_source": ("d",),
         "mean_target": ("d",),
         "basis": ("d", "r"),
@@ -143,7 +143,7 @@ class GaussianMap(TransportMap):
             q, ps, pt = span_coordinates(xs_c, xt_c)  # q: (d, m)
         else:
             q, ps, pt = None, xs_c, xt_c
-        fac = bures_factors(ps, pt, eps, self.reg)
+        fac = bures_factors(ps, pt, scale, self.reg)
         order = fac.values.abs().argsort(descending=True)
         values, vectors = fac.values[order], fac.vectors[:, order]
         biggest = values.abs().max().item() if values.numel() else 0.0

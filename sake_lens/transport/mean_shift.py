@@ -16,7 +16,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, final
+from typing import Any, ClassVar, final
 
 from jaxtyping import Float
 from torch import Tensor
@@ -40,7 +40,10 @@ class MeanShiftMap(TransportMap):
 
     kind = "mean-shift"
     min_samples = 1
-    _state_shapes = {"mean_source": ("d",), "mean_target": ("d",)}
+    _state_shapes: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mean_source": ("d",),
+        "mean_target": ("d",),
+    }
 
     def __init__(self) -> None:
         super().__init__()

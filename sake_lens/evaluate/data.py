@@ -1,0 +1,330 @@
+"""Evaluation data: CounterFact (EasyEdit's flat format and the original ROME format) and simple
+lists of edit requests, read into one record type.
+
+Three record formats are recognised per record (a file may even mix them):
+
+* **EasyEdit flat** — ``case_id, prompt, subject, target_new, ground_truth, rephrase_prompt,
+  locality_prompt, locality_ground_truth`` (the prompt has the subject filled in; the
+  rephrase and locality fields may be strings or lists).
+* **ROME** — ``case_id``, ``requested_rewrite`` ``{prompt (with {}), subject, target_new{str},
+  target_true{str}}``, ``paraphrase_prompts``, ``neighborhood_prompts`` (strings, or
+  ``{prompt, target}`` dicts). Neighbourhood prompts are other subjects whose true object is
+  ``target_true``.
+* **simple** — ``{subject, prompt, old, new, paraphrases?, neighbourhood?, id?}``; a
+  neighbourhood entry is a prompt (its true answer is taken to be ``old``, as in CounterFact)
+  or ``{prompt, answer}``.
+
+Files are JSON (a list, or an object with a ``records``/``data`` list), JSON Lines (``.jsonl``)
+or YAML (``.yaml``/``.yml``). A malformed record does not stop the others: it becomes a
+:class:`~sake_lens.errors.DataError` message naming its position and id, collected in
+:attr:`LoadResult.errors` and logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, SakeLensError
+from ..prompts.request import EditRequest
+
+__all__ = ["EvalRecord", "LoadResult", "RECORD_FORMATS", "parse_record", "load_records"]
+
+log = logging.getLogger(__name__)
+
+#: Record formats :func:`parse_record` recognises.
+RECORD_FORMATS = ("easyedit", "rome", "simple")
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation case: an edit request and the prompts that test it.
+
+    Attributes:
+        case_id: the record's id as text (CounterFact's ``case_id``, or ``#<position>``).
+        request: the edit (subject, prompt template, old object, new object).
+        paraphrase_prompts: other prompts of the same fact (generalisation).
+        neighborhood_prompts: prompts about *other* subjects that the edit must not change.
+        neighborhood_answers: their true objects (one per neighbourhood prompt).
+        source_format: which of :data:`RECORD_FORMATS` it was read from.
+    """
+
+    case_id: str
+    request: EditRequest
+    paraphrase_prompts: tuple[str, ...] = ()
+    neighborhood_prompts: tuple[str, ...] = ()
+    neighborhood_answers: tuple[str, ...] = ()
+    source_format: str = "simple"
+
+    def __post_init__(self) -> None:
+        if len(self.neighborhood_prompts) != len(self.neighborhood_answers):
+            raise DataError(
+                f"Record {self.case_id}: {len(self.neighborhood_prompts)} neighbourhood prompts "
+                f"but {len(self.neighborhood_answers)} answers; give one answer per prompt."
+            )
+        if self.source_format not in RECORD_FORMATS:
+            raise DataError(f"Unknown source_format {self.source_format!r}; use {RECORD_FORMATS}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "request": self.request.to_dict(),
+            "paraphrase_prompts": list(self.paraphrase_prompts),
+            "neighborhood_prompts": list(self.neighborhood_prompts),
+            "neighborhood_answers": list(self.neighborhood_answers),
+            "source_format": self.source_format,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalRecord:
+        return cls(
+            case_id=str(data["case_id"]),
+            request=EditRequest.from_dict(data["request"]),
+            paraphrase_prompts=tuple(data.get("paraphrase_prompts", ())),
+            neighborhood_prompts=tuple(data.get("neighborhood_prompts", ())),
+            neighborhood_answers=tuple(data.get("neighborhood_answers", ())),
+            source_format=data.get("source_format", "simple"),
+        )
+
+
+@dataclass
+class LoadResult:
+    """Records read from a file, and one message per record that could not be read."""
+
+    records: list[EvalRecord]
+    errors: list[str] = field(default_factory=list)
+    path: str = ""
+    sha256: str = ""
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{what} must be non-empty text, got {value!r}")
+    return value.strip()
+
+
+def _texts(value: Any, what: str) -> list[str]:
+    """A string or a list of strings (None and missing mean none)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [_text(value, what)]
+    if isinstance(value, Sequence):
+        return [_text(v, f"{what}[{i}]") for i, v in enumerate(value)]
+    raise DataError(f"{what} must be a string or a list of strings, got {type(value).__name__}")
+
+
+def _object_str(value: Any, what: str) -> str:
+    """CounterFact objects are ``{"str": ..., "id": ...}``; plain strings are accepted too."""
+    if isinstance(value, Mapping):
+        value = value.get("str")
+    return _text(value, what)
+
+
+def _neighbours(entries: Any, default_answer: str, what: str) -> tuple[list[str], list[str]]:
+    prompts: list[str] = []
+    answers: list[str] = []
+    if entries is None:
+        return prompts, answers
+    if isinstance(entries, (str, Mapping)):
+        entries = [entries]
+    if not isinstance(entries, Sequence):
+        raise DataError(f"{what} must be a list, got {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Mapping):
+            prompts.append(_text(entry.get("prompt"), f"{what}[{i}].prompt"))
+            answer = entry.get("answer", entry.get("target", default_answer))
+            answers.append(_object_str(answer, f"{what}[{i}].answer"))
+        else:
+            prompts.append(_text(entry, f"{what}[{i}]"))
+            answers.append(default_answer)
+    return prompts, answers
+
+
+def _request(subject: Any, prompt: Any, old: Any, new: Any) -> EditRequest:
+    return EditRequest(
+        _text(subject, "subject"), _text(prompt, "prompt"), _text(old, "old"), _text(new, "new")
+    )
+
+
+def _parse_easyedit(raw: Mapping[str, Any]) -> EvalRecord:
+    old = _text(raw.get("ground_truth"), "ground_truth")
+    request = _request(raw.get("subject"), raw.get("prompt"), old, raw.get("target_new"))
+    loc = _texts(raw.get("locality_prompt"), "locality_prompt")
+    truth = raw.get("locality_ground_truth", old)
+    answers = _texts(truth, "locality_ground_truth") if truth is not None else []
+    if len(answers) == 1 and len(loc) > 1:
+        answers = answers * len(loc)
+    if len(answers) != len(loc):
+        raise DataError(
+            f"{len(loc)} locality_prompt(s) but {len(answers)} locality_ground_truth value(s)"
+        )
+    return EvalRecord(
+        case_id=str(raw["case_id"]),
+        request=request,
+        paraphrase_prompts=tuple(_texts(raw.get("rephrase_prompt"), "rephrase_prompt")),
+        neighborhood_prompts=tuple(loc),
+        neighborhood_answers=tuple(answers),
+        source_format="easyedit",
+    )
+
+
+def _parse_rome(raw: Mapping[str, Any]) -> EvalRecord:
+    rw = raw["requested_rewrite"]
+    if not isinstance(rw, Mapping):
+        raise DataError(f"requested_rewrite must be an object, got {type(rw).__name__}")
+    prompt = _text(rw.get("prompt"), "requested_rewrite.prompt")
+    if "{}" not in prompt:
+        raise DataError(f"requested_rewrite.prompt {prompt!r} has no '{{}}' for the subject")
+    old = _object_str(rw.get("target_true"), "requested_rewrite.target_true")
+    new = _object_str(rw.get("target_new"), "requested_rewrite.target_new")
+    request = _request(rw.get("subject"), prompt, old, new)
+    prompts, answers = _neighbours(raw.get("neighborhood_prompts"), old, "neighborhood_prompts")
+    return EvalRecord(
+        case_id=str(raw["case_id"]),
+        request=request,
+        paraphrase_prompts=tuple(_texts(raw.get("paraphrase_prompts"), "paraphrase_prompts")),
+        neighborhood_prompts=tuple(prompts),
+        neighborhood_answers=tuple(answers),
+        source_format="rome",
+    )
+
+
+def _parse_simple(raw: Mapping[str, Any], position: int) -> EvalRecord:
+    request = _request(raw.get("subject"), raw.get("prompt"), raw.get("old"), raw.get("new"))
+    neigh = raw.get("neighbourhood", raw.get("neighborhood"))
+    prompts, answers = _neighbours(neigh, request.old, "neighbourhood")
+    paraphrases = [
+        request.fill(p) if "{}" in p else p for p in _texts(raw.get("paraphrases"), "paraphrases")
+    ]
+    case_id = raw.get("id", raw.get("case_id"))
+    return EvalRecord(
+        case_id=str(case_id) if case_id is not None else f"#{position}",
+        request=request,
+        paraphrase_prompts=tuple(paraphrases),
+        neighborhood_prompts=tuple(prompts),
+        neighborhood_answers=tuple(answers),
+        source_format="simple",
+    )
+
+
+def _record_label(raw: Any, position: int) -> str:
+    if isinstance(raw, Mapping):
+        for key in ("case_id", "id"):
+            if raw.get(key) is not None:
+                return f"record {position} (case_id {raw[key]})"
+    return f"record {position}"
+
+
+def parse_record(raw: Any, position: int = 0) -> EvalRecord:
+    """Read one record in any of :data:`RECORD_FORMATS`.
+
+    Raises:
+        DataError: the record is malformed; the message names the position, the id and the
+            problem.
+    """
+    label = _record_label(raw, position)
+    try:
+        if not isinstance(raw, Mapping):
+            raise DataError(f"a record must be a JSON/YAML object, got {type(raw).__name__}")
+        if "requested_rewrite" in raw:
+            if "case_id" not in raw:
+                raise DataError("ROME-format record without 'case_id'")
+            return _parse_rome(raw)
+        if "target_new" in raw and "ground_truth" in raw:
+            if "case_id" not in raw:
+                raise DataError("EasyEdit-format record without 'case_id'")
+            return _parse_easyedit(raw)
+        if {"subject", "prompt", "old", "new"} <= set(raw):
+            return _parse_simple(raw, position)
+        raise DataError(
+            f"unknown record format (keys {sorted(raw)}); expected CounterFact's ROME format "
+            "(requested_rewrite, paraphrase_prompts, neighborhood_prompts), EasyEdit's flat "
+            "format (prompt, subject, target_new, ground_truth, ...) or a simple edit request "
+            "(subject, prompt, old, new)"
+        )
+    except DataError as exc:
+        raise DataError(f"{label}: {exc}.") from None
+    except SakeLensError as exc:  # EditRequestError: old == new, subject not in prompt, ...
+        raise DataError(f"{label}: {exc}") from None
+
+
+def _read_raw(path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"Cannot read the evaluation data {str(path)!r}: {exc}.") from exc
+    suffix = path.suffix.casefold()
+    try:
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data: Any = yaml.safe_load(text)
+        elif suffix == ".jsonl":
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        raise DataError(
+            f"{str(path)!r} is not valid {'YAML' if suffix in ('.yaml', '.yml') else 'JSON'}: "
+            f"{exc}."
+        ) from exc
+    if isinstance(data, Mapping):
+        for key in ("records", "data", "edits"):
+            if isinstance(data.get(key), list):
+                return list(data[key])
+    if not isinstance(data, list):
+        raise DataError(
+            f"{str(path)!r} must hold a list of records (or an object with a 'records' list), "
+            f"got {type(data).__name__}."
+        )
+    return data
+
+
+def iter_records(raw: Iterable[Any], errors: list[str]) -> Iterable[EvalRecord]:
+    """Parse records one by one, appending a message to ``errors`` for each bad one."""
+    seen: set[str] = set()
+    for position, item in enumerate(raw):
+        try:
+            record = parse_record(item, position)
+            if record.case_id in seen:
+                raise DataError(
+                    f"record {position} (case_id {record.case_id}): duplicate case_id; ids must "
+                    "be unique (outcomes are stored by id)."
+                )
+        except DataError as exc:
+            errors.append(str(exc))
+            log.warning("skipping a bad evaluation record: %s", exc)
+            continue
+        seen.add(record.case_id)
+        yield record
+
+
+def load_records(path: str | Path, *, n: int | None = None) -> LoadResult:
+    """Read evaluation records from ``path``, keeping the first ``n`` valid ones in file order.
+
+    Bad records are skipped with a message each in :attr:`LoadResult.errors` (only those met
+    before the ``n``-th valid record). The file's SHA-256 is recorded so that results can be
+    tied to their data.
+
+    Raises:
+        DataError: the file cannot be read or holds no list of records, or ``n < 1``.
+    """
+    if n is not None and n < 1:
+        raise DataError(f"n must be >= 1 (or None for every record), got {n}.")
+    path = Path(path)
+    raw = _read_raw(path)
+    errors: list[str] = []
+    records: list[EvalRecord] = []
+    for record in iter_records(raw, errors):
+        records.append(record)
+        if n is not None and len(records) >= n:
+            break
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return LoadResult(records, errors, str(path), digest)

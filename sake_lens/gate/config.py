@@ -1,0 +1,105 @@
+"""How a scope gate measures distance and where its threshold comes from."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["GateConfig", "GATE_KINDS", "GATE_METRICS", "EMBEDDING"]
+
+#: ``embedding``: the prompt's sentence embedding (the paper); ``hidden``: the model's hidden
+#: state at the prompt's last token (at the edit's site or at ``layer``).
+GATE_KINDS = ("embedding", "hidden")
+#: ``euclidean``: distance to the mean of the edit's source samples (the paper); ``nearest``:
+#: distance to the nearest source sample; ``cosine``: 1 - cosine to the mean; ``mahalanobis``:
+#: Mahalanobis distance under a shrinkage covariance (low-rank + isotropic).
+GATE_METRICS = ("euclidean", "nearest", "cosine", "mahalanobis")
+#: Feature key of the sentence-embedding gate (hidden gates use their hook name).
+EMBEDDING = "embedding"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """A scope gate: which features, which distance, and how the threshold is chosen.
+
+    Attributes:
+        kind: one of :data:`GATE_KINDS`.
+        metric: one of :data:`GATE_METRICS`.
+        layer: hidden gates only: the hook whose last-prompt-token state is compared (an int
+            ``L`` means ``blocks.L.hook_resid_post``); ``None`` uses the edit's own site.
+        fpr: target false-positive rate on out-of-scope prompts; the threshold is the
+            conformal ``fpr``-quantile of the out-of-scope distances (see
+            :func:`~sake_lens.gate.calibrate.calibrate_threshold`).
+        threshold: a fixed threshold instead of a calibrated one (then ``fpr`` is ignored).
+        shrinkage: Mahalanobis only: ``None`` estimates the Ledoit–Wolf shrinkage towards
+            ``mu * I``; a number in ``[0, 1]`` fixes it.
+        max_rank: Mahalanobis only: covariance directions kept (the rest is isotropic).
+        include_forced: hidden gates: also use the forced source prompts as in-scope samples.
+        holdout: fraction of the paraphrases held out to report TPR and AUROC at calibration.
+        n_subjects, n_relations, n_generic, n_neighbours: out-of-scope prompts per edit built
+            by :func:`~sake_lens.gate.out_of_scope.default_out_of_scope` (same template with
+            other subjects, same subject with other relations, generic text, other edits).
+        seed: seed of the out-of-scope sampling and of the hold-out split.
+    """
+
+    kind: str = "embedding"
+    metric: str = "euclidean"
+    layer: str | int | None = None
+    fpr: float = 0.05
+    threshold: float | None = None
+    shrinkage: float | None = None
+    max_rank: int = 32
+    include_forced: bool = False
+    holdout: float = 0.25
+    n_subjects: int = 24
+    n_relations: int = 12
+    n_generic: int = 24
+    n_neighbours: int = 48
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in GATE_KINDS:
+            raise ValueError(f"Unknown gate kind {self.kind!r}; allowed: {GATE_KINDS}.")
+        if self.metric not in GATE_METRICS:
+            raise ValueError(f"Unknown gate metric {self.metric!r}; allowed: {GATE_METRICS}.")
+        if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int, type(None))):
+            raise ValueError(f"layer must be None, a hook name or a block index; got {self.layer!r}.")
+        if isinstance(self.layer, int):
+            if self.layer < 0:
+                raise ValueError(f"layer must be >= 0, got {self.layer}.")
+            object.__setattr__(self, "layer", f"blocks.{self.layer}.hook_resid_post")
+        if self.layer is not None and self.kind != "hidden":
+            raise ValueError(f"layer={self.layer!r} only applies to kind='hidden' gates.")
+        if not 0.0 < float(self.fpr) < 1.0:
+            raise ValueError(f"fpr must lie in (0, 1), got {self.fpr!r}; e.g. fpr=0.05.")
+        if self.threshold is not None and not (
+            math.isfinite(self.threshold) and self.threshold > 0
+        ):
+            raise ValueError(f"threshold must be a finite number > 0 or None, got {self.threshold!r}.")
+        if self.shrinkage is not None and not 0.0 <= float(self.shrinkage) <= 1.0:
+            raise ValueError(f"shrinkage must be None (Ledoit–Wolf) or in [0, 1], got {self.shrinkage!r}.")
+        if self.max_rank < 0:
+            raise ValueError(f"max_rank must be >= 0, got {self.max_rank}.")
+        if not 0.0 <= float(self.holdout) < 1.0:
+            raise ValueError(f"holdout must lie in [0, 1), got {self.holdout!r}.")
+        for name in ("n_subjects", "n_relations", "n_generic", "n_neighbours"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+
+    def feature(self, site: str) -> str:
+        """The feature key this gate reads for an edit at ``site``."""
+        if self.kind == "embedding":
+            return EMBEDDING
+        return str(self.layer) if self.layer is not None else site
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown GateConfig fields {sorted(unknown)}; known: {sorted(known)}.")
+        return cls(**data)

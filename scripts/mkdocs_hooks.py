@@ -1,0 +1,77 @@
+"""mkdocs hooks of the sake_lens docs (``hooks:`` in mkdocs.yml).
+
+* **API reference** — one page per name in ``sake_lens.__all__``, generated in memory by
+  ``gen_api_pages.py`` (beside this file); the ``api/index.md`` entry of the nav is expanded to
+  the full, grouped API section.
+* **Notebooks** — ``notebooks/*.ipynb`` are stored once, at the repository root, and added to
+  the site as ``notebooks/<name>.ipynb`` without copying (mkdocs-jupyter renders them).
+* **plotly.js** — copied from the installed ``plotly`` package to
+  ``assets/javascripts/plotly.min.js`` so figures render offline (the theme override loads it
+  in ``<head>``, before any inline figure script runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+
+import gen_api_pages  # beside this file: mkdocs puts the hook's folder on sys.path
+
+log = logging.getLogger("mkdocs.hooks.sake_lens")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+PLOTLY_JS = "assets/javascripts/plotly.min.js"
+API_PLACEHOLDER = f"{gen_api_pages.API_DIR}/index.md"
+
+
+def _expand_api(nav: Any) -> bool:
+    """Replace the nav entry ``X: api/index.md`` by ``X: [the API section]`` (in place)."""
+    if isinstance(nav, list):
+        for i, item in enumerate(nav):
+            if isinstance(item, dict) and len(item) == 1:
+                ((title, value),) = item.items()
+                if value == API_PLACEHOLDER:
+                    nav[i] = {title: gen_api_pages.api_nav()}
+                    return True
+            if _expand_api(item):
+                return True
+    elif isinstance(nav, dict):
+        return any(_expand_api(v) for v in nav.values())
+    return False
+
+
+def on_config(config: Any) -> Any:
+    if config.nav is not None and not _expand_api(config.nav):
+        log.warning("mkdocs.yml nav has no '%s' entry: the API pages are not in the nav", API_PLACEHOLDER)
+    return config
+
+
+@event_priority(100)  # before mkdocs-jupyter wraps the notebook files
+def on_files(files: Files, config: Any) -> Files:
+    for rel, text in gen_api_pages.api_pages().items():
+        files.append(File.generated(config, rel, content=text))
+    for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
+        files.append(
+            File(
+                f"notebooks/{nb.name}",
+                src_dir=str(ROOT),
+                dest_dir=config.site_dir,
+                use_directory_urls=config.use_directory_urls,
+            )
+        )
+    import plotly
+
+    js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    files.append(File.generated(config, PLOTLY_JS, abs_src_path=str(js)))
+    return files
+
+
+def on_serve(server: Any, config: Any, builder: Any) -> Any:
+    server.watch(str(NOTEBOOKS))
+    server.watch(str(ROOT / "sake_lens"))
+    return server

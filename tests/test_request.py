@@ -1,0 +1,61 @@
+"""Edit requests validate their fields with clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sake_lens import EditRequest, EditRequestError
+
+
+def test_template_and_filled_forms_are_equivalent():
+    a = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
+    b = EditRequest("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "French", "English")
+    assert a == b
+    assert a.text == "The mother tongue of Danielle Darrieux is"
+    assert EditRequest.from_dict(a.to_dict()) == a
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"subject": ""}, "subject is empty"),
+        ({"subject": "   "}, "subject is empty"),
+        ({"old": ""}, "old is empty"),
+        ({"new": " \t"}, "new is empty"),
+        ({"prompt": "The language of Someone Else is"}, "does not appear in the prompt"),
+        ({"new": "French"}, "same"),
+        ({"new": "french"}, "same"),
+        ({"prompt": "{} and {} are"}, "placeholders"),
+        ({"subject": 3}, "must be a string"),
+    ],
+)
+def test_bad_requests_name_the_problem(kwargs, match):
+    fields = {"subject": "Danielle Darrieux", "prompt": "The mother tongue of {} is",
+              "old": "French", "new": "English"}
+    fields.update(kwargs)
+    with pytest.raises(EditRequestError, match=match):
+        EditRequest(**fields)
+
+
+def test_non_ascii_and_right_to_left_text_work():
+    r = EditRequest("محمد عبده", "اللغة الأم لـ {} هي", "العربية", "الفرنسية")
+    assert r.subject in r.text
+    r = EditRequest("Zoë Ångström", "Zoë Ångström was born in", "Oslo", "Kraków")
+    assert r.template == "{} was born in"
+
+
+def test_missing_keys_in_dict():
+    with pytest.raises(EditRequestError, match="missing"):
+        EditRequest.from_dict({"subject": "x"})
+
+
+@given(st.text(), st.text(), st.text(), st.text())
+def test_random_strings_validate_or_raise_the_documented_error(subject, prompt, old, new):
+    try:
+        r = EditRequest(subject, prompt, old, new)
+    except EditRequestError:
+        return
+    assert r.subject and r.old and r.new and "{}" in r.prompt
+    assert r.subject in r.text

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sake-lens-installed
 
-.PHONY: install demo test lint typecheck pytest docs clean
+.PHONY: install demo test lint typecheck pytest notebooks docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,10 +32,14 @@ typecheck: install
 pytest: install
 	$(VENV)/bin/python -m pytest -q tests
 
+# The notebooks, executed in fast mode (fewer paraphrases, layers and records).
+notebooks: install
+	SAKE_LENS_FAST=1 $(VENV)/bin/python -m pytest -q --nbmake --nbmake-timeout=900 notebooks
+
 docs: install
 	$(VENV)/bin/mkdocs build --strict -q
 
-test: lint typecheck pytest docs
+test: lint typecheck pytest notebooks docs
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache

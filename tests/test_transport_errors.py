@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
+import jaxtyping
 import pytest
 import torch
 
@@ -17,6 +19,19 @@ from sake_lens.transport import (
 )
 
 ALL_KINDS = ["gaussian", "diagonal", "mean-shift"]
+
+
+@pytest.fixture(autouse=True)
+def _own_validation_only() -> Iterator[None]:
+    """Switch off jaxtyping's runtime checks (if the test run installs them) in this module.
+
+    These tests pin the messages sake_lens itself raises for bad inputs — what users see — and
+    a runtime type checker would reject the same inputs first with its own message.
+    """
+    before = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", before)
 
 
 def _pair(n_s: int = 6, n_t: int = 7, d: int = 5, seed: int = 0):

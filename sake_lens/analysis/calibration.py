@@ -40,18 +40,19 @@ class RocCurve:
         return float(self.fpr[i]), float(self.tpr[i])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fpr": self.fpr.tolist(), "tpr": self.tpr.tolist(),
-                "thresholds": [None if not np.isfinite(t) else float(t) for t in self.thresholds],
-                "auc": self.auc}
+        return {
+            "fpr": self.fpr.tolist(),
+            "tpr": self.tpr.tolist(),
+            "thresholds": [None if not np.isfinite(t) else float(t) for t in self.thresholds],
+            "auc": self.auc,
+        }
 
 
 def _arrays(distances: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     d = np.asarray(getattr(distances, "detach", lambda: distances)(), dtype=np.float64).ravel()
     y = np.asarray(getattr(labels, "detach", lambda: labels)()).ravel().astype(bool)
     if d.shape != y.shape:
-        raise GateError(
-            f"got {d.size} distances but {y.size} labels; pass one label per distance."
-        )
+        raise GateError(f"got {d.size} distances but {y.size} labels; pass one label per distance.")
     if not np.isfinite(d).all():
         raise GateError("some distances are NaN or inf; the gate produced invalid distances.")
     if y.all() or not y.any():
@@ -114,50 +115,100 @@ def plot_gate_calibration(
     chosen = threshold is not None
     t = float(threshold) if chosen else best_threshold(d, y)
     fpr_t, tpr_t = curve.rates_at(t)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
-                        subplot_titles=("distance to the edit's scope", f"ROC (AUC {curve.auc:.3f})"))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.62, 0.38],
+        horizontal_spacing=0.1,
+        subplot_titles=("distance to the edit's scope", f"ROC (AUC {curve.auc:.3f})"),
+    )
     for key, mask in (("in_scope", y), ("out_of_scope", ~y)):
         fig.add_trace(
-            go.Histogram(x=d[mask].tolist(), name=GROUP_LABELS[key], legendgroup=key,
-                         marker_color=COLORS[key], opacity=0.6, nbinsx=nbins),
-            row=1, col=1,
+            go.Histogram(
+                x=d[mask].tolist(),
+                name=GROUP_LABELS[key],
+                legendgroup=key,
+                marker_color=COLORS[key],
+                opacity=0.6,
+                nbinsx=nbins,
+            ),
+            row=1,
+            col=1,
         )
         if prompts is not None:
             text = hover_texts([p for p, m in zip(prompts, mask) if m], int(mask.sum()))
             fig.add_trace(
-                go.Scatter(x=d[mask].tolist(), y=[0] * int(mask.sum()), mode="markers",
-                           name=f"{GROUP_LABELS[key]} prompts", legendgroup=key, showlegend=False,
-                           marker={"symbol": "line-ns-open", "size": 12, "color": COLORS[key]},
-                           hovertext=text, hovertemplate="%{hovertext}<br>distance %{x:.3g}"
-                           "<extra></extra>"),
-                row=1, col=1,
+                go.Scatter(
+                    x=d[mask].tolist(),
+                    y=[0] * int(mask.sum()),
+                    mode="markers",
+                    name=f"{GROUP_LABELS[key]} prompts",
+                    legendgroup=key,
+                    showlegend=False,
+                    marker={"symbol": "line-ns-open", "size": 12, "color": COLORS[key]},
+                    hovertext=text,
+                    hovertemplate="%{hovertext}<br>distance %{x:.3g}<extra></extra>",
+                ),
+                row=1,
+                col=1,
             )
     label = f"threshold {t:.3g}" if chosen else f"best threshold {t:.3g} (Youden J)"
     fig.add_vline(x=t, line={"color": "black", "dash": "dash"}, row=1, col=1)
-    fig.add_annotation(text=label, x=t, y=1.0, xref="x", yref="y domain", showarrow=False,
-                       xanchor="left", yanchor="top", font={"size": 11})
-    fig.add_trace(
-        go.Scatter(x=curve.fpr.tolist(), y=curve.tpr.tolist(), mode="lines", name="ROC",
-                   line={"color": COLORS["in_scope"], "shape": "hv"},
-                   hovertemplate="FPR %{x:.2f}, TPR %{y:.2f}<extra></extra>"),
-        row=1, col=2,
+    fig.add_annotation(
+        text=label,
+        x=t,
+        y=1.0,
+        xref="x",
+        yref="y domain",
+        showarrow=False,
+        xanchor="left",
+        yanchor="top",
+        font={"size": 11},
     )
     fig.add_trace(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", showlegend=False,
-                   line={"color": COLORS["out_of_scope"], "dash": "dot"}, hoverinfo="skip"),
-        row=1, col=2,
+        go.Scatter(
+            x=curve.fpr.tolist(),
+            y=curve.tpr.tolist(),
+            mode="lines",
+            name="ROC",
+            line={"color": COLORS["in_scope"], "shape": "hv"},
+            hovertemplate="FPR %{x:.2f}, TPR %{y:.2f}<extra></extra>",
+        ),
+        row=1,
+        col=2,
     )
     fig.add_trace(
-        go.Scatter(x=[fpr_t], y=[tpr_t], mode="markers", name="threshold",
-                   marker={"color": "black", "size": 10, "symbol": "x"},
-                   hovertemplate=f"{label}<br>FPR %{{x:.2f}}, TPR %{{y:.2f}}<extra></extra>"),
-        row=1, col=2,
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="chance",
+            showlegend=False,
+            line={"color": COLORS["out_of_scope"], "dash": "dot"},
+            hoverinfo="skip",
+        ),
+        row=1,
+        col=2,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[fpr_t],
+            y=[tpr_t],
+            mode="markers",
+            name="threshold",
+            marker={"color": "black", "size": 10, "symbol": "x"},
+            hovertemplate=f"{label}<br>FPR %{{x:.2f}}, TPR %{{y:.2f}}<extra></extra>",
+        ),
+        row=1,
+        col=2,
     )
     fig.update_xaxes(title_text=distance_name, row=1, col=1)
     fig.update_yaxes(title_text="prompts", row=1, col=1)
-    fig.update_xaxes(title_text="false positive rate (out of scope let in)", range=[-0.02, 1.02],
-                     row=1, col=2)
-    fig.update_yaxes(title_text="true positive rate (in scope caught)", range=[-0.02, 1.02],
-                     row=1, col=2)
+    fig.update_xaxes(
+        title_text="false positive rate (out of scope let in)", range=[-0.02, 1.02], row=1, col=2
+    )
+    fig.update_yaxes(
+        title_text="true positive rate (in scope caught)", range=[-0.02, 1.02], row=1, col=2
+    )
     fig.update_layout(barmode="overlay")
     return apply_theme(fig, title=title or "Scope-gate calibration")

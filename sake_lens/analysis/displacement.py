@@ -76,10 +76,16 @@ def plot_displacement_norms(
         text = hover_texts(prompts.get(name), len(norms)) if prompts and name in prompts else None
         fig.add_trace(
             go.Box(
-                y=norms.tolist(), name=GROUP_LABELS.get(name, name), boxpoints="all",
-                jitter=0.4, pointpos=0, marker={"color": group_color(name), "size": 5},
-                line={"color": group_color(name)}, hovertext=text,
-                hovertemplate=("%{hovertext}<br>" if text else "") + "‖T(h) − h‖ = %{y:.3g}"
+                y=norms.tolist(),
+                name=GROUP_LABELS.get(name, name),
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker={"color": group_color(name), "size": 5},
+                line={"color": group_color(name)},
+                hovertext=text,
+                hovertemplate=("%{hovertext}<br>" if text else "")
+                + "‖T(h) − h‖ = %{y:.3g}"
                 + "<extra></extra>",
             )
         )
@@ -100,8 +106,11 @@ def _diagnostics_text(map: TransportMap) -> str:
 
 def _spectrum_trace(values: Tensor) -> go.Scatter:
     return go.Scatter(
-        x=list(range(1, len(values) + 1)), y=values.tolist(), mode="lines+markers",
-        name="eigenvalues of A − I", marker={"size": 4, "color": COLORS["transported"]},
+        x=list(range(1, len(values) + 1)),
+        y=values.tolist(),
+        mode="lines+markers",
+        name="eigenvalues of A − I",
+        marker={"size": 4, "color": COLORS["transported"]},
         line={"color": COLORS["transported"]},
         hovertemplate="λ%{x} = %{y:.4g}<extra></extra>",
     )
@@ -113,10 +122,24 @@ def plot_map_spectrum(map: TransportMap, *, title: str | None = None) -> go.Figu
     fig = go.Figure()
     fig.add_trace(_spectrum_trace(values))
     if not len(values):
-        fig.add_annotation(text=f"{map.kind}: A = I (a pure translation)", showarrow=False,
-                           xref="paper", yref="paper", x=0.5, y=0.5)
-    fig.add_annotation(text=_diagnostics_text(map), showarrow=False, xref="paper",
-                       yref="paper", x=0, y=1.08, xanchor="left", font={"size": 11})
+        fig.add_annotation(
+            text=f"{map.kind}: A = I (a pure translation)",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+        )
+    fig.add_annotation(
+        text=_diagnostics_text(map),
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=1.08,
+        xanchor="left",
+        font={"size": 11},
+    )
     fig.update_xaxes(title_text="direction (sorted by |λ|)")
     fig.update_yaxes(title_text="eigenvalue of A − I")
     return apply_theme(fig, title=title or f"Spectrum of the {map.kind} map")
@@ -199,8 +222,12 @@ def _lens_traces(lens: LogitLens) -> list[go.Bar]:
         labels = [repr(t) for t, _ in items]
         traces.append(
             go.Bar(
-                x=[v for _, v in items], y=labels, orientation="h", name=name,
-                marker_color=COLORS[name], hovertemplate="%{y}: Δlogit %{x:.3g}<extra></extra>",
+                x=[v for _, v in items],
+                y=labels,
+                orientation="h",
+                name=name,
+                marker_color=COLORS[name],
+                hovertemplate="%{y}: Δlogit %{x:.3g}<extra></extra>",
             )
         )
     return traces
@@ -208,15 +235,24 @@ def _lens_traces(lens: LogitLens) -> list[go.Bar]:
 
 def plot_logit_lens(lens: LogitLens, *, title: str | None = None) -> go.Figure:
     """Horizontal bars: the promoted tokens (green) and the demoted ones (red)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("promoted", "demoted"),
-                        horizontal_spacing=0.2)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("promoted", "demoted"), horizontal_spacing=0.2
+    )
     promoted, demoted = _lens_traces(lens)
     fig.add_trace(promoted, row=1, col=1)
     fig.add_trace(demoted, row=1, col=2)
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="Δ logit")
-    fig.add_annotation(text=lens.method, showarrow=False, xref="paper", yref="paper", x=0,
-                       y=-0.18, xanchor="left", font={"size": 11})
+    fig.add_annotation(
+        text=lens.method,
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=-0.18,
+        xanchor="left",
+        font={"size": 11},
+    )
     return apply_theme(fig, title=title or f"Tokens moved by the mean displacement at {lens.site}")
 
 
@@ -256,7 +292,15 @@ def plot_displacement(
             fig.update_yaxes(autorange="reversed", row=1, col=col)
             fig.update_xaxes(title_text="Δ logit", row=1, col=col)
             col += 1
-    fig.add_annotation(text=_diagnostics_text(map), showarrow=False, xref="paper", yref="paper",
-                       x=0, y=-0.22, xanchor="left", font={"size": 11})
+    fig.add_annotation(
+        text=_diagnostics_text(map),
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=-0.22,
+        xanchor="left",
+        font={"size": 11},
+    )
     fig.update_layout(showlegend=False, height=420, margin={"b": 90})
     return apply_theme(fig, title=title or "Transport displacement")

@@ -105,8 +105,12 @@ def plot_distributions(
                 mode="markers",
                 name=GROUP_LABELS[name],
                 legendgroup=name,
-                marker={"color": group_color(name), "size": 7, "opacity": 0.75,
-                        "line": {"width": 0.5, "color": "white"}},
+                marker={
+                    "color": group_color(name),
+                    "size": 7,
+                    "opacity": 0.75,
+                    "line": {"width": 0.5, "color": "white"},
+                },
                 hovertext=text,
                 hovertemplate=("%{hovertext}" if text else "(%{x:.2f}, %{y:.2f})")
                 + f"<extra>{GROUP_LABELS[name]}</extra>",
@@ -131,9 +135,15 @@ def _add_arrows(fig: go.Figure, start: Tensor, end: Tensor, max_arrows: int = 60
         ys += [float(start[i, 1]), float(end[i, 1]), None]
     fig.add_trace(
         go.Scatter(
-            x=xs, y=ys, mode="lines", name="T(h) − h", legendgroup="transported",
-            line={"color": group_color("transported"), "width": 0.6}, opacity=0.35,
-            hoverinfo="skip", visible="legendonly",
+            x=xs,
+            y=ys,
+            mode="lines",
+            name="T(h) − h",
+            legendgroup="transported",
+            line={"color": group_color("transported"), "width": 0.6},
+            opacity=0.35,
+            hoverinfo="skip",
+            visible="legendonly",
         )
     )
 
@@ -145,10 +155,17 @@ def _add_probes(
     xy = proj(probes)
     fig.add_trace(
         go.Scatter(
-            x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="markers", name="probe",
+            x=xy[:, 0].tolist(),
+            y=xy[:, 1].tolist(),
+            mode="markers",
+            name="probe",
             legendgroup="probe",
-            marker={"color": group_color("probe"), "size": 13, "symbol": "star",
-                    "line": {"width": 1, "color": "black"}},
+            marker={
+                "color": group_color("probe"),
+                "size": 13,
+                "symbol": "star",
+                "line": {"width": 1, "color": "black"},
+            },
             hovertext=text,
             hovertemplate=("%{hovertext}" if text else "probe") + "<extra>probe</extra>",
         )
@@ -157,10 +174,17 @@ def _add_probes(
         moved = proj(as_float64(map.transform(probes)))
         fig.add_trace(
             go.Scatter(
-                x=moved[:, 0].tolist(), y=moved[:, 1].tolist(), mode="markers",
-                name="T(probe)", legendgroup="probe",
-                marker={"color": group_color("transported"), "size": 13, "symbol": "star-open",
-                        "line": {"width": 2}},
+                x=moved[:, 0].tolist(),
+                y=moved[:, 1].tolist(),
+                mode="markers",
+                name="T(probe)",
+                legendgroup="probe",
+                marker={
+                    "color": group_color("transported"),
+                    "size": 13,
+                    "symbol": "star-open",
+                    "line": {"width": 2},
+                },
                 hovertext=text,
                 hovertemplate=("%{hovertext}" if text else "T(probe)") + "<extra>T(probe)</extra>",
             )
@@ -197,11 +221,16 @@ def plot_displacement_histograms(
             values = (groups[name] - centre) @ dirs[:, j]  # (n, d) @ (d,) -> (n,)
             fig.add_trace(
                 go.Histogram(
-                    x=values.tolist(), name=GROUP_LABELS[name], legendgroup=name,
-                    showlegend=j == 0, marker_color=group_color(name), opacity=0.55,
+                    x=values.tolist(),
+                    name=GROUP_LABELS[name],
+                    legendgroup=name,
+                    showlegend=j == 0,
+                    marker_color=group_color(name),
+                    opacity=0.55,
                     nbinsx=nbins,
                 ),
-                row=1, col=j + 1,
+                row=1,
+                col=j + 1,
             )
         fig.update_xaxes(title_text=f"projection on {names[j]}", row=1, col=j + 1)
     fig.update_yaxes(title_text="count", row=1, col=1)

@@ -21,6 +21,9 @@ _COMMAND_MODULES = (
     "info",
     "demo",
     "edit",
+    "sweep",
+    "report",
+    "publish",
 )
 
 

@@ -25,7 +25,7 @@ __all__ = ["Calibration", "auroc", "calibrate_threshold"]
 
 
 def _as_1d(values: Sequence[float] | Tensor, name: str) -> Tensor:
-    t = torch.as_tensor(values, dtype=torch.float64).flatten()
+    t = torch.as_tensor(values, dtype=torch.float64).flatten().contiguous()
     if bool(torch.isnan(t).any()):
         raise GateError(f"{name} distances contain NaN; the gate's features are not finite.")
     return t

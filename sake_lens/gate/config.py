@@ -64,7 +64,9 @@ class GateConfig:
         if self.metric not in GATE_METRICS:
             raise ValueError(f"Unknown gate metric {self.metric!r}; allowed: {GATE_METRICS}.")
         if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int, type(None))):
-            raise ValueError(f"layer must be None, a hook name or a block index; got {self.layer!r}.")
+            raise ValueError(
+                f"layer must be None, a hook name or a block index; got {self.layer!r}."
+            )
         if isinstance(self.layer, int):
             if self.layer < 0:
                 raise ValueError(f"layer must be >= 0, got {self.layer}.")
@@ -76,9 +78,13 @@ class GateConfig:
         if self.threshold is not None and not (
             math.isfinite(self.threshold) and self.threshold > 0
         ):
-            raise ValueError(f"threshold must be a finite number > 0 or None, got {self.threshold!r}.")
+            raise ValueError(
+                f"threshold must be a finite number > 0 or None, got {self.threshold!r}."
+            )
         if self.shrinkage is not None and not 0.0 <= float(self.shrinkage) <= 1.0:
-            raise ValueError(f"shrinkage must be None (Ledoit–Wolf) or in [0, 1], got {self.shrinkage!r}.")
+            raise ValueError(
+                f"shrinkage must be None (Ledoit–Wolf) or in [0, 1], got {self.shrinkage!r}."
+            )
         if self.max_rank < 0:
             raise ValueError(f"max_rank must be >= 0, got {self.max_rank}.")
         if not 0.0 <= float(self.holdout) < 1.0:
@@ -101,5 +107,7 @@ class GateConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"Unknown GateConfig fields {sorted(unknown)}; known: {sorted(known)}.")
+            raise ValueError(
+                f"Unknown GateConfig fields {sorted(unknown)}; known: {sorted(known)}."
+            )
         return cls(**data)

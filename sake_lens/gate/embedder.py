@@ -83,9 +83,9 @@ class SentenceEmbedder:
     @property
     def dim(self) -> int:
         model = self._load()
-        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
+        get_dim = getattr(model, "get_embedding_dimension", None)
+        if get_dim is None:  # sentence-transformers < 5
+            get_dim = model.get_sentence_embedding_dimension
         return int(get_dim())
 
     def embed(self, texts: Sequence[str]) -> Float[Tensor, "n dim"]:

@@ -169,6 +169,8 @@ class ScopeStats:
                 float(shrinkage),
             )
         except KeyError as exc:
-            raise GateError(f"Scope state lacks the tensor {exc}; the saved scope is damaged.") from None
+            raise GateError(
+                f"Scope state lacks the tensor {exc}; the saved scope is damaged."
+            ) from None
         stats.check()
         return stats

@@ -21,6 +21,7 @@ __all__ = [
     "POSITIONS",
     "FINAL_SITE",
     "offered_sites",
+    "final_site",
     "resolve_site",
     "site_layer",
     "check_site_steers",
@@ -71,10 +72,18 @@ def site_layer(hook: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def final_site(model: Any) -> str:
+    """The final normalised stream's hook: ``ln_final.hook_out`` on the bridge; a legacy
+    ``HookedTransformer`` (TransformerLens 3.x) has ``ln_final.hook_normalized`` instead."""
+    if FINAL_SITE in model.hook_dict or "ln_final.hook_normalized" not in model.hook_dict:
+        return FINAL_SITE
+    return "ln_final.hook_normalized"
+
+
 def offered_sites(model: Any) -> list[str]:
     """The sites sake_lens offers: the final normalised stream, then every layer's residual."""
     n_layers = int(model.cfg.n_layers)
-    return [FINAL_SITE] + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
+    return [final_site(model)] + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
 
 
 def _closest(name: str, names: list[str]) -> str:
@@ -90,6 +99,8 @@ def resolve_site(model: Any, site: Site | str, *, check_steers: bool = True) -> 
     """
     if isinstance(site, str):
         site = Site(_ALIASES.get(site, site))
+    if site.hook == FINAL_SITE and FINAL_SITE not in model.hook_dict:
+        site = Site(final_site(model), site.position)
     names = list(model.hook_dict.keys())
     if site.hook not in model.hook_dict:
         layer = site.layer

@@ -101,19 +101,14 @@ def build_prompt_sets(
         paras.append(p)
     paras = list(dict.fromkeys(paras))
     if not paras:
-        raise DistributionError(
-            "No paraphrases: pass paraphrases or set include_edit_prompt=True."
-        )
+        raise DistributionError("No paraphrases: pass paraphrases or set include_edit_prompt=True.")
     source = list(paras)
     if config.forced_source:
         source += [
-            FORCED_SOURCE_TEMPLATE.format(prompt=p, old=request.old, new=request.new)
-            for p in paras
+            FORCED_SOURCE_TEMPLATE.format(prompt=p, old=request.old, new=request.new) for p in paras
         ]
     target = [
-        fill_context(t, p, request.old, request.new)
-        for t in config.target_templates
-        for p in paras
+        fill_context(t, p, request.old, request.new) for t in config.target_templates for p in paras
     ]
     return PromptSet(paras, source, target)
 

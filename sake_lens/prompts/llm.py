@@ -41,8 +41,13 @@ log = logging.getLogger(__name__)
 QUESTION = "a question, not an unfinished sentence"
 PLACEHOLDER = "placeholder or ellipsis"
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u00b7]+|\(?\d{1,3}[.):]|[a-z][.)])\s+")
-_TRAILING_BLANK = re.compile(r"(?:\s*(?:_{2,}|\.{3,}|\u2026|\[(?:blank|answer|object|mask)\]|<(?:blank|answer|object|mask)>))+\s*$", re.IGNORECASE)
-_INNER_BLANK = re.compile(r"_{2,}|\.{3,}|\u2026|\[(?:blank|answer|object|mask|subject)\]", re.IGNORECASE)
+_TRAILING_BLANK = re.compile(
+    r"(?:\s*(?:_{2,}|\.{3,}|\u2026|\[(?:blank|answer|object|mask)\]|<(?:blank|answer|object|mask)>))+\s*$",
+    re.IGNORECASE,
+)
+_INNER_BLANK = re.compile(
+    r"_{2,}|\.{3,}|\u2026|\[(?:blank|answer|object|mask|subject)\]", re.IGNORECASE
+)
 
 
 def default_cache_dir() -> Path:
@@ -109,7 +114,9 @@ def _clean_line(line: str) -> str:
     return line.rstrip(" .;:,").strip(" \"'`")
 
 
-def parse_paraphrases(text: str, subject: str | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+def parse_paraphrases(
+    text: str, subject: str | None = None
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Parse an LLM reply into candidate sentences; never raises.
 
     Accepts a JSON or Python list of strings, or one sentence per line (bullets, numbers,
@@ -119,7 +126,7 @@ def parse_paraphrases(text: str, subject: str | None = None) -> tuple[list[str],
 
     Example:
         >>> parse_paraphrases('1. "X speaks ___"\\n2. What does X speak?')
-        (['X speaks'], [('What does X speak?', 'a question, not an unfinished sentence')])
+        (['X speaks'], [('2. What does X speak?', 'a question, not an unfinished sentence')])
     """
     if not isinstance(text, str):
         return [], [(repr(text), "reply is not text")]
@@ -181,10 +188,14 @@ class ResponseCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"request": payload, "response": response}, f, ensure_ascii=False, default=str)
+                json.dump(
+                    {"request": payload, "response": response}, f, ensure_ascii=False, default=str
+                )
             os.replace(tmp, path)
         except OSError as exc:
-            log.warning("Could not write the LLM cache entry %s (%s); continuing uncached", path, exc)
+            log.warning(
+                "Could not write the LLM cache entry %s (%s); continuing uncached", path, exc
+            )
 
 
 class LLMParaphraseGenerator(ParaphraseGenerator):
@@ -206,7 +217,7 @@ class LLMParaphraseGenerator(ParaphraseGenerator):
         *,
         per_request: int = 20,
         max_rounds: int = 5,
-        cache_dir: str | os.PathLike[str] | None | bool = None,
+        cache_dir: str | os.PathLike[str] | bool | None = None,
         include_request: bool = True,
         cache_size: int = 256,
     ) -> None:
@@ -339,11 +350,20 @@ class LocalModelGenerator(LLMParaphraseGenerator):
         return type(model).__name__
 
     def _config_key(self) -> tuple[Any, ...]:
-        return (self.model_name, self.max_new_tokens, self.temperature, self.top_p,
-                self.per_request, self.max_rounds, self.include_request)
+        return (
+            self.model_name,
+            self.max_new_tokens,
+            self.temperature,
+            self.top_p,
+            self.per_request,
+            self.max_rounds,
+            self.include_request,
+        )
 
     def _payload(self, request: EditRequest, seed: int, round_index: int) -> dict[str, Any]:
-        messages = [{"role": "user", "content": build_instruction(request, self.per_request, round_index)}]
+        messages = [
+            {"role": "user", "content": build_instruction(request, self.per_request, round_index)}
+        ]
         return {
             "backend": "local",
             "model": self.model_name,
@@ -356,7 +376,9 @@ class LocalModelGenerator(LLMParaphraseGenerator):
 
     def _chat_text(self, messages: list[dict[str, str]]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
         log.warning("The tokenizer has no chat template; using a plain 'User:/Assistant:' prompt.")
         return f"User: {messages[-1]['content']}\nAssistant:"
 

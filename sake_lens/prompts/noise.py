@@ -14,6 +14,7 @@ import logging
 import random
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from ..errors import DistributionError
@@ -122,6 +123,11 @@ def approx_token_count(text: str, tokenizer: Any = None) -> int:
     return len(_TOKENS.findall(text))
 
 
+@lru_cache(maxsize=1024)
+def _pool(bank: tuple[str, ...], avoid: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(s for s in bank if not any(contains_term(s, term) for term in avoid))
+
+
 def _rng(seed: int | random.Random) -> random.Random:
     if isinstance(seed, random.Random):
         return seed
@@ -157,7 +163,7 @@ def sample_noise(
             f"sentences={sentences} and min_tokens={min_tokens} must not be negative."
         )
     rng = _rng(seed)
-    pool = [s for s in bank if not any(contains_term(s, term) for term in avoid if term)]
+    pool = list(_pool(tuple(bank), tuple(t for t in avoid if t and t.strip())))
     if not pool:
         raise DistributionError(
             "Every noise sentence names one of the words to avoid; pass a larger bank."

@@ -15,7 +15,6 @@ import http.client
 import json
 import logging
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -122,8 +121,15 @@ class OpenAIChatGenerator(LLMParaphraseGenerator):
         return f"{self.base_url}/chat/completions"
 
     def _config_key(self) -> tuple[Any, ...]:
-        return (self.url, self.model, self.temperature, self.max_tokens, self.per_request,
-                self.max_rounds, self.include_request)
+        return (
+            self.url,
+            self.model,
+            self.temperature,
+            self.max_tokens,
+            self.per_request,
+            self.max_rounds,
+            self.include_request,
+        )
 
     def _payload(self, request: EditRequest, seed: int, round_index: int) -> dict[str, Any]:
         content = build_instruction(request, self.per_request, round_index)
@@ -164,8 +170,12 @@ class OpenAIChatGenerator(LLMParaphraseGenerator):
             raise GenerationError(
                 f"{self.url} answered HTTP {exc.code}: {detail or exc.reason}. Fix: {hint}."
             ) from exc
-        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError,
-                http.client.HTTPException) as exc:
+        except (
+            urllib.error.URLError,
+            TimeoutError,
+            ConnectionError,
+            http.client.HTTPException,
+        ) as exc:
             raise _Retryable(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from exc
         try:
             body_json = json.loads(raw.decode("utf-8"))

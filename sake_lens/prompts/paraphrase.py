@@ -26,7 +26,7 @@ from ..errors import DistributionError
 from .noise import with_noisy_prefix
 from .relations import Relation, match_relation
 from .request import EditRequest
-from .text import contains_term, mask_subject, normalize, split_noisy_prefix
+from .text import comparison_keys, contains_term, mask_subject, normalize
 
 __all__ = [
     "ParaphraseSet",
@@ -81,9 +81,8 @@ class PromptFilter:
         for text in exclude:
             self._excluded |= self._keys(text)
 
-    def _keys(self, text: str) -> set[str]:
-        _, core = split_noisy_prefix(text, self.request.subject)
-        return {normalize(text), normalize(core)} - {""}
+    def _keys(self, text: str) -> frozenset[str]:
+        return comparison_keys(text, self.request.subject)
 
     def reason(self, prompt: str) -> str | None:
         """Why ``prompt`` would be dropped now (None: it would be kept)."""
@@ -274,14 +273,34 @@ FALLBACK_LEAD_INS: tuple[str, ...] = (
     "It is said that {lc}",
     "Most references agree: {}",
 )
-_FUNCTION_WORDS = {"the", "a", "an", "in", "on", "at", "what", "which", "where", "who", "this",
-                   "that", "its", "his", "her", "their", "one", "some"}
+_FUNCTION_WORDS = {
+    "the",
+    "a",
+    "an",
+    "in",
+    "on",
+    "at",
+    "what",
+    "which",
+    "where",
+    "who",
+    "this",
+    "that",
+    "its",
+    "his",
+    "her",
+    "their",
+    "one",
+    "some",
+}
 
 
 def _lead_in(lead: str, sentence: str) -> str:
     first = sentence.split(" ", 1)[0]
     lc = sentence[0].lower() + sentence[1:] if first.lower() in _FUNCTION_WORDS else sentence
-    return lead.replace("{lc}", lc).replace("{}", sentence)
+    if "{lc}" in lead:
+        return lead.replace("{lc}", lc, 1)
+    return lead.replace("{}", sentence, 1)
 
 
 class TemplateBankGenerator(ParaphraseGenerator):

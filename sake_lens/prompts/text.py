@@ -19,6 +19,7 @@ __all__ = [
     "split_noisy_prefix",
     "fill_subject",
     "template_of",
+    "comparison_keys",
 ]
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
@@ -27,6 +28,7 @@ _SPACES = re.compile(r"\s+")
 _BOUNDARY = re.compile(r"[.!?][\"')\]]*\s+|\n+")
 
 
+@lru_cache(maxsize=16384)
 def _base(text: str) -> str:
     text = unicodedata.normalize("NFC", text).translate(_QUOTES)
     return _SPACES.sub(" ", text).strip()
@@ -111,3 +113,15 @@ def template_of(prompt: str, subject: str) -> str | None:
     if at < 0:
         return None
     return prompt[:at] + "{}" + prompt[at + len(_base(subject)) :]
+
+
+def comparison_keys(text: str, subject: str) -> frozenset[str]:
+    """The normalised forms under which two prompts about ``subject`` count as the same prompt:
+    the whole text, and its core sentence without a noisy prefix.
+
+    Example:
+        >>> sorted(comparison_keys("It rained. X speaks", "X"))
+        ['it rained. x speaks', 'x speaks']
+    """
+    _, core = split_noisy_prefix(text, subject)
+    return frozenset({normalize(text), normalize(core)} - {""})

@@ -194,11 +194,12 @@ def _eos_ids(model: Any) -> set[int]:
 def _check_hooks(model: Any, fwd_hooks: Sequence[tuple[Any, HookFn]]) -> list[tuple[Any, HookFn]]:
     import difflib
 
-    hooks = list(fwd_hooks)
-    for entry in hooks:
-        if not (isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1])):
+    hooks = []
+    for entry in fwd_hooks:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and callable(entry[1])):
             raise GenerationError(f"fwd_hooks entries are (hook_name, fn) pairs; got {entry!r}.")
-        name = entry[0]
+        name, fn = entry
+        hooks.append((name, fn))
         if isinstance(name, str) and name not in model.hook_dict:
             close = difflib.get_close_matches(name, list(model.hook_dict), n=3)
             raise GenerationError(
@@ -226,9 +227,16 @@ def generate_tokens(
         raise GenerationError(
             f"max_new_tokens and temperature must be >= 0; got {max_new_tokens}, {temperature}."
         )
+    _hf_model(model)  # raises unless model is a TransformerBridge
     hooks = _check_hooks(model, fwd_hooks)
     pad = int(model.tokenizer.pad_token_id or 0)
     tokens, mask = _pad_rows(prompt_tokens, pad, model.cfg.device)  # (batch, width) each
+    n_ctx = int(getattr(model.cfg, "n_ctx", 0) or 0)
+    if n_ctx and tokens.shape[1] + max_new_tokens > n_ctx:
+        raise GenerationError(
+            f"{tokens.shape[1]} prompt tokens + max_new_tokens={max_new_tokens} exceed the "
+            f"model's context of {n_ctx}; lower max_new_tokens or shorten the prompts."
+        )
     lengths = tuple(int(n) for n in mask.sum(1))
     pads = tuple(tokens.shape[1] - n for n in lengths)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # each row's own positions
@@ -268,12 +276,36 @@ def generate_tokens(
 
 @overload
 def generate(
-    model: Any, prompts: str | Sequence[str], *, return_tokens: Literal[False] = ..., **kw: Any
+    model: Any,
+    prompts: str | Sequence[str],
+    *,
+    max_new_tokens: int = ...,
+    fwd_hooks: Sequence[tuple[Any, HookFn]] = ...,
+    prepend_bos: bool | None = ...,
+    use_kv_cache: bool = ...,
+    stop_at_eos: bool = ...,
+    return_tokens: Literal[False] = ...,
+    temperature: float = ...,
+    seed: int | None = ...,
 ) -> list[str]: ...
+
+
 @overload
 def generate(
-    model: Any, prompts: str | Sequence[str], *, return_tokens: Literal[True], **kw: Any
+    model: Any,
+    prompts: str | Sequence[str],
+    *,
+    max_new_tokens: int = ...,
+    fwd_hooks: Sequence[tuple[Any, HookFn]] = ...,
+    prepend_bos: bool | None = ...,
+    use_kv_cache: bool = ...,
+    stop_at_eos: bool = ...,
+    return_tokens: Literal[True],
+    temperature: float = ...,
+    seed: int | None = ...,
 ) -> list[list[int]]: ...
+
+
 def generate(
     model: Any,
     prompts: str | Sequence[str],

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def default_paraphrases(request: EditRequest, n: int = 40, seed: int = 0) -> list[str]:
     """Paraphrases of ``request`` from the relation template bank (offline, seeded)."""
-    from ..prompts.generators import TemplateBankGenerator
+    from ..prompts.paraphrase import TemplateBankGenerator
 
     result = TemplateBankGenerator().generate(request, n, seed)
     if result.dropped:

@@ -20,17 +20,18 @@ tensors named ``"diagnostics.<name>"``.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from typing_extensions import Self
 
 from ..errors import FitError
 from ._checks import check_pair, check_serving_input, compute_dtype
 
 __all__ = ["TransportMap"]
+
+_M = TypeVar("_M", bound="TransportMap")  # `Self`, in a form runtime type checkers accept
 
 _DIAG_PREFIX = "diagnostics."
 
@@ -76,7 +77,7 @@ class TransportMap(abc.ABC):
         """Raise :class:`FitError` if the fitted map is not invertible."""
 
     # ----------------------------------------------------------------------------- fitting
-    def fit(self, source: Float[Tensor, "n_s d"], target: Float[Tensor, "n_t d"]) -> Self:
+    def fit(self: _M, source: Float[Tensor, "n_s d"], target: Float[Tensor, "n_t d"]) -> _M:
         """Fit the map from ``source`` samples to ``target`` samples (rows are samples).
 
         Inputs may be float16/bfloat16/float32/float64 on any device; fitting runs in float64

@@ -1,0 +1,649 @@
+"""Layer sweep: fit one edit at every layer and measure what each layer's edit does.
+
+:func:`layer_sweep` builds the edit's source and target prompts once, collects the activations
+of **every** site in one forward pass per batch, fits one transport map per site, and evaluates
+each site's edit with steered forward passes, batched over prompts:
+
+* **efficacy** — the steered greedy next token on the edit prompt starts the new object;
+* **generalisation** — the same on held-out paraphrases (never used for fitting);
+* **specificity** — neighbour prompts keep their unsteered greedy prediction;
+
+beside the probability of the new object's first token, the KL divergence on the neighbours,
+the map's Wasserstein distance between source and target (``diagnostics()['wasserstein2']``)
+and its condition number. :data:`RECOMMENDATION_RULE` picks the recommended site.
+
+Evaluation without a router (no gate, the default) starts each steered pass at the edited
+block (``start_at_layer``) from the unsteered residual stream, which is the same computation
+as a full steered pass (the earlier blocks do not depend on the edit) at about half the cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .._version import library_versions
+from ..collect.activations import collect_activations
+from ..errors import DistributionError, SakeLensError, SiteError
+from ..model.loading import model_id as get_model_id
+from ..model.sites import FINAL_SITE, Site, resolve_site
+from ..model.tokens import bos_convention, starts_object, tokenize_batch
+from ..prompts.distributions import build_prompt_sets, prompts_hash
+from ..prompts.request import EditRequest
+from ..prompts.text import comparison_keys, split_noisy_prefix
+from ..steer.edit import Edit, EditConfig
+from ..steer.hooks import Router, steered
+
+__all__ = [
+    "SITE_KINDS",
+    "RECOMMENDATION_RULE",
+    "LayerResult",
+    "SweepResult",
+    "sweep_sites",
+    "default_sweep_prompts",
+    "layer_sweep",
+]
+
+log = logging.getLogger(__name__)
+
+#: Hook name of each site kind at layer ``L``.
+SITE_KINDS: dict[str, str] = {
+    "resid_post": "blocks.{L}.hook_resid_post",
+    "attn_out": "blocks.{L}.hook_attn_out",
+    "mlp_out": "blocks.{L}.hook_mlp_out",
+}
+
+#: How the recommended site is chosen (also written in the figure and the JSON).
+RECOMMENDATION_RULE = (
+    "recommended = the site with the highest score = mean(efficacy, generalisation, "
+    "specificity); ties (within 1e-9) go to the higher mean P(new object) on the edit and "
+    "held-out prompts, then to the smaller map condition number cond_map"
+)
+
+
+def _json_float(x: float | None) -> float | str | None:
+    if x is None:
+        return None
+    return float(x) if math.isfinite(x) else str(float(x))  # "inf" / "-inf" / "nan", explicit
+
+
+def _from_json_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """What the edit fitted at one site does (rates in [0, 1])."""
+
+    site: str
+    layer: int | None
+    efficacy: float
+    generalisation: float
+    specificity: float
+    p_new_edit: float
+    p_new: float
+    prob_efficacy: float
+    neighbour_kl: float
+    wasserstein2: float
+    wasserstein2_relative: float
+    cond_map: float
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    predictions: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``"12"`` for ``blocks.12.*``, ``"final"`` for the final normalised stream."""
+        return "final" if self.layer is None else str(self.layer)
+
+    @property
+    def score(self) -> float:
+        """mean(efficacy, generalisation, specificity)."""
+        return (self.efficacy + self.generalisation + self.specificity) / 3
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("wasserstein2", "wasserstein2_relative", "cond_map"):
+            data[key] = _json_float(data[key])
+        data["diagnostics"] = {k: _json_float(v) for k, v in self.diagnostics.items()}
+        data["label"] = self.label
+        data["score"] = self.score
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LayerResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in data.items() if k in names}
+        for key in ("wasserstein2", "wasserstein2_relative", "cond_map"):
+            kw[key] = _from_json_float(kw[key])
+        kw["diagnostics"] = {k: _from_json_float(v) for k, v in kw.get("diagnostics", {}).items()}
+        return cls(**kw)
+
+
+def _rank_key(r: LayerResult) -> tuple[float, float, float]:
+    cond = r.cond_map if math.isfinite(r.cond_map) else math.inf
+    return (-round(r.score, 9), -r.p_new, cond)
+
+
+@dataclass
+class SweepResult:
+    """A layer sweep: one :class:`LayerResult` per site and the recommended site.
+
+    ``edits`` (site -> fitted :class:`~sake_lens.steer.edit.Edit`) is kept in memory only, so
+    the recommended edit can be used right away: ``result.edit()``.
+    """
+
+    request: EditRequest
+    model_id: str
+    config: EditConfig
+    layers: list[LayerResult]
+    recommended: str
+    rule: str
+    gated: bool
+    purity: float
+    source_purity: float
+    n_source: int
+    n_target: int
+    prompts: dict[str, list[str]]
+    baseline: dict[str, Any]
+    timings: dict[str, float]
+    versions: dict[str, str] = field(default_factory=library_versions)
+    edits: dict[str, Edit] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def best(self) -> LayerResult:
+        """The recommended site's result."""
+        return next(r for r in self.layers if r.site == self.recommended)
+
+    def result(self, site: str) -> LayerResult:
+        for r in self.layers:
+            if r.site == site:
+                return r
+        raise SiteError(f"the sweep has no site {site!r}; it has {[r.site for r in self.layers]}.")
+
+    def edit(self, site: str | None = None) -> Edit:
+        """The edit fitted at ``site`` (default: the recommended one), when still in memory."""
+        site = site or self.recommended
+        if site not in self.edits:
+            raise SakeLensError(
+                f"no fitted edit for {site!r} in this result (edits are not saved to JSON); "
+                "run layer_sweep again, or fit_edit(model, request, config=EditConfig(site=…))."
+            )
+        return self.edits[site]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "sake_lens.sweep/1",
+            "request": self.request.to_dict(),
+            "model_id": self.model_id,
+            "config": self.config.to_dict(),
+            "recommended": self.recommended,
+            "rule": self.rule,
+            "gated": self.gated,
+            "purity": self.purity,
+            "source_purity": self.source_purity,
+            "n_source": self.n_source,
+            "n_target": self.n_target,
+            "layers": [r.to_dict() for r in self.layers],
+            "prompts": self.prompts,
+            "baseline": self.baseline,
+            "timings": self.timings,
+            "versions": self.versions,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepResult:
+        if data.get("format") != "sake_lens.sweep/1":
+            raise SakeLensError(
+                f"not a sake_lens sweep (format {data.get('format')!r}); expected the sweep.json "
+                "that `sake-lens sweep` or SweepResult.save writes."
+            )
+        return cls(
+            request=EditRequest.from_dict(data["request"]),
+            model_id=data["model_id"],
+            config=EditConfig.from_dict(data["config"]),
+            layers=[LayerResult.from_dict(r) for r in data["layers"]],
+            recommended=data["recommended"],
+            rule=data["rule"],
+            gated=data["gated"],
+            purity=data["purity"],
+            source_purity=data["source_purity"],
+            n_source=data["n_source"],
+            n_target=data["n_target"],
+            prompts=data["prompts"],
+            baseline=data["baseline"],
+            timings=data["timings"],
+            versions=data.get("versions", {}),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``sweep.json`` into the folder ``path`` (created); returns the file."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / "sweep.json"
+        out.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepResult:
+        """Read a sweep from a folder holding ``sweep.json`` (or the file itself)."""
+        path = Path(path)
+        file = path / "sweep.json" if path.is_dir() else path
+        if not file.is_file():
+            raise SakeLensError(f"no sweep at {file}; run `sake-lens sweep --out {path}` first.")
+        return cls.from_dict(json.loads(file.read_text()))
+
+
+def sweep_sites(
+    model: Any,
+    layers: Sequence[int] | None = None,
+    site_kinds: Sequence[str] = ("resid_post",),
+    *,
+    include_final: bool = True,
+) -> list[Site]:
+    """The sites a sweep visits: every kind at every layer (default all), then the final site."""
+    n_layers = int(model.cfg.n_layers)
+    layers = list(range(n_layers)) if layers is None else sorted(set(int(x) for x in layers))
+    bad = [x for x in layers if not 0 <= x < n_layers]
+    if bad:
+        raise SiteError(f"layers {bad} do not exist; the model has layers 0..{n_layers - 1}.")
+    unknown = [k for k in site_kinds if k not in SITE_KINDS]
+    if unknown:
+        raise SiteError(f"unknown site kinds {unknown}; allowed: {sorted(SITE_KINDS)}.")
+    hooks = [SITE_KINDS[k].format(L=layer) for layer in layers for k in site_kinds]
+    if include_final:
+        hooks.append(FINAL_SITE)
+    if not hooks:
+        raise SiteError("the sweep has no site: pass layers, site_kinds or include_final=True.")
+    return [resolve_site(model, h) for h in hooks]
+
+
+def default_sweep_prompts(
+    request: EditRequest,
+    *,
+    n_paraphrases: int = 40,
+    n_held_out: int = 8,
+    n_neighbours: int = 8,
+    seed: int = 0,
+) -> tuple[list[str], list[str], list[str]]:
+    """Fitting paraphrases, held-out paraphrases and neighbour prompts for a sweep, offline.
+
+    Paraphrases come from the relation template bank; whole *templates* are held out (a
+    held-out prompt never shares its core sentence with a fitting one, noisy prefix or not).
+    Neighbours are the same relation about other subjects (``gate.other_subject_prompts``).
+    """
+    import random
+
+    from ..gate.out_of_scope import other_subject_prompts
+    from ..steer.workflow import default_paraphrases
+
+    every = default_paraphrases(request, n_paraphrases + 2 * n_held_out, seed)
+    cores: dict[str, list[str]] = {}
+    for p in every:
+        cores.setdefault(split_noisy_prefix(p, request.subject)[1].casefold(), []).append(p)
+    own = split_noisy_prefix(request.text, request.subject)[1].casefold()
+    candidates = sorted(c for c in cores if c != own)
+    rng = random.Random(seed)
+    rng.shuffle(candidates)
+    held_cores = candidates[: max(1, min(n_held_out, len(candidates) // 3))]
+    depth = max(len(cores[c]) for c in held_cores)
+    held = [cores[c][i] for i in range(depth) for c in held_cores if i < len(cores[c])]
+    held = held[:n_held_out]  # round robin: one prompt of each held-out template first
+    fit = [p for c, ps in cores.items() if c not in held_cores for p in ps][:n_paraphrases]
+    near = other_subject_prompts(request, n_neighbours, seed)
+    return fit, held, list(near)
+
+
+def _first_token(tokenizer: Any, obj: str) -> int:
+    ids = tokenizer.encode(" " + obj.strip(), add_special_tokens=False)
+    if not ids:
+        raise DistributionError(f"the object {obj!r} tokenises to nothing.")
+    return int(ids[0])
+
+
+def _fill(request: EditRequest, prompts: Sequence[str], what: str) -> list[str]:
+    out = []
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) or not p.strip():
+            raise DistributionError(f"{what} prompt {i} is empty ({p!r}); remove it.")
+        out.append(request.fill(p.strip()) if "{}" in p else p.strip())
+    return list(dict.fromkeys(out))
+
+
+def _gaussian_w2(xs: Tensor, xt: Tensor) -> float:
+    """W2 between Gaussian fits (unregularised): fidelity = nuclear norm of Xs Xtᵀ / √(ns nt)."""
+    cs, ct = xs - xs.mean(0), xt - xt.mean(0)
+    fid = torch.linalg.matrix_norm(cs @ ct.T, ord="nuc") / math.sqrt(len(xs) * len(xt))
+    tr = cs.square().sum() / len(xs) + ct.square().sum() / len(xt)
+    w2_sq = (xs.mean(0) - xt.mean(0)).square().sum() + (tr - 2 * fid).clamp_min(0)
+    return float(w2_sq.sqrt())
+
+
+class _Outcomes:
+    """Per-prompt outcomes of one steered (or unsteered) evaluation."""
+
+    def __init__(self, n: int):
+        self.top = torch.empty(n, dtype=torch.long)
+        self.lp_new = torch.empty(n, dtype=torch.float64)
+        self.lp_old = torch.empty(n, dtype=torch.float64)
+        self.kl = torch.zeros(n, dtype=torch.float64)
+
+    def record(self, rows: Tensor, lp: Tensor, new: int, old: int, base: Tensor | None) -> None:
+        self.top[rows] = lp.argmax(-1).cpu()
+        self.lp_new[rows] = lp[:, new].double().cpu()
+        self.lp_old[rows] = lp[:, old].double().cpu()
+        if base is not None:  # KL(base || steered)
+            self.kl[rows] = (base.exp() * (base - lp)).sum(-1).double().cpu()
+
+
+def _evaluate(
+    model: Any,
+    edits: list[Edit],
+    prompts: list[str],
+    new: int,
+    old: int,
+    *,
+    batch_size: int,
+    prepend_bos: bool,
+    router_factory: Callable[[Edit], Router] | None,
+    fast: bool,
+    progress: bool | None,
+) -> tuple[_Outcomes, list[_Outcomes]]:
+    n_layers = int(model.cfg.n_layers)
+    lengths = [len(model.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    base = _Outcomes(len(prompts))
+    outs = [_Outcomes(len(prompts)) for _ in edits]
+    starts = {e.site.layer if e.site.layer is not None else n_layers - 1 for e in edits}
+    total = len(batches) * len(edits)
+    show = progress if progress is not None else total > 40
+    bar = tqdm(total=total, desc="steered evaluation", disable=not show, leave=False)
+    resid: dict[int, Tensor] = {}  # layer -> the unsteered input of that block (this batch)
+
+    def capture(layer: int) -> Any:
+        def fn(act: Tensor, hook: Any) -> None:
+            resid[layer] = act.detach().clone()
+
+        return fn
+
+    hooks = [(f"blocks.{s}.hook_resid_pre", capture(s)) for s in sorted(starts)] if fast else []
+    for idx in batches:
+        batch = tokenize_batch(model, [prompts[i] for i in idx], prepend_bos=prepend_bos)
+        rows, mask = torch.tensor(idx), batch.attention_mask
+        resid.clear()
+        with model.hooks(fwd_hooks=hooks):
+            base_lp = torch.log_softmax(model(batch.tokens, attention_mask=mask)[:, -1].float(), -1)
+        base.record(rows, base_lp, new, old, None)
+        for edit, out in zip(edits, outs):
+            router = router_factory(edit) if router_factory is not None else None
+            with steered(model, [edit], router=router):
+                if fast:
+                    start = edit.site.layer if edit.site.layer is not None else n_layers - 1
+                    logits = model(resid[start].clone(), start_at_layer=start, attention_mask=mask)
+                else:
+                    logits = model(batch.tokens, attention_mask=mask)
+            out.record(rows, torch.log_softmax(logits[:, -1].float(), -1), new, old, base_lp)
+            bar.update()
+    bar.close()
+    return base, outs
+
+
+def _rate(values: list[bool]) -> float:
+    return sum(values) / len(values)
+
+
+@torch.no_grad()
+def layer_sweep(
+    model: Any,
+    request: EditRequest | dict[str, Any],
+    paraphrases: Sequence[str],
+    held_out: Sequence[str],
+    neighbours: Sequence[str],
+    layers: Sequence[int] | None = None,
+    site_kinds: Sequence[str] = ("resid_post",),
+    *,
+    include_final: bool = True,
+    config: EditConfig | None = None,
+    router_factory: Callable[[Edit], Router] | None = None,
+    batch_size: int | None = None,
+    fast: bool = True,
+    progress: bool | None = None,
+) -> SweepResult:
+    """Fit the edit at every site and measure efficacy, generalisation and specificity.
+
+    Args:
+        model: a TransformerLens model (see :func:`sake_lens.load_model`).
+        request: the fact to change.
+        paraphrases: prompts of the same fact used to fit (templates with ``{}`` or filled in).
+        held_out: other paraphrases, never used to fit, for generalisation.
+        neighbours: prompts the edit must not change (other subjects, other facts).
+        layers: block indices (default: all); ``site_kinds`` at each, plus the final site
+            when ``include_final``.
+        config: map kind, regulariser, strength and prompt distributions (its ``site`` is
+            replaced by each swept site).
+        router_factory: ``edit -> Router`` to evaluate gated edits (e.g. a scope gate); the
+            default applies every edit to every prompt, so specificity is then the ungated
+            damage of the map at that site.
+        fast: start each steered pass at the edited block (ungated ``resid_post`` and final
+            sites only; the result is the same as a full pass).
+
+    Returns:
+        A :class:`SweepResult`; ``result.recommended`` is chosen by
+        :data:`RECOMMENDATION_RULE`, and ``plot_sweep(result)`` draws it.
+
+    Raises:
+        DistributionError: held-out prompts overlap the fitting ones, or too few valid targets.
+
+    Example:
+        >>> result = layer_sweep(model, request, paraphrases, held_out,  # doctest: +SKIP
+        ...                      neighbours, layers=range(0, 30, 5))
+        >>> result.recommended, result.best.score  # doctest: +SKIP
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    if isinstance(request, dict):
+        request = EditRequest.from_dict(request)
+    config = config or EditConfig()
+    batch_size = batch_size or config.batch_size
+    sites = sweep_sites(model, layers, site_kinds, include_final=include_final)
+    fit_prompts = set(_fill(request, paraphrases, "paraphrase")) | {request.text}
+    held = _fill(request, held_out, "held-out")
+    near = _fill(request, neighbours, "neighbour")
+    if not held or not near:
+        raise DistributionError(
+            "layer_sweep needs held-out paraphrases (for generalisation) and neighbour prompts "
+            f"(for specificity); got {len(held)} and {len(near)}."
+        )
+    fit_keys = set().union(*(comparison_keys(p, request.subject) for p in fit_prompts))
+    leaked = [h for h in held if comparison_keys(h, request.subject) & fit_keys]
+    if leaked:
+        raise DistributionError(
+            f"held-out prompts {leaked[:3]!r} are also fitting prompts (compared without noisy "
+            "prefixes); generalisation must be measured on prompts the edit was not fitted on. "
+            "Remove them from one of the lists (default_sweep_prompts splits them for you)."
+        )
+    prompts = build_prompt_sets(request, paraphrases, config.distributions)
+    prepend_bos = bos_convention(model)
+
+    acts = collect_activations(
+        model,
+        prompts.source + prompts.target,
+        sites,
+        batch_size=batch_size,
+        predict=True,
+        progress=progress,
+    )
+    t_collect = time.perf_counter()
+    n_src = len(prompts.source)
+    assert acts.predictions is not None
+    decoded = [model.tokenizer.decode([int(t)]) for t in acts.predictions]
+    prompts.target_predictions = decoded[n_src:]
+    if config.distributions.validate_targets:
+        prompts.kept = [starts_object(t, request.new) for t in prompts.target_predictions]
+    else:
+        prompts.kept = [True] * len(prompts.target)
+    n_kept = sum(prompts.kept)
+    if prompts.purity < config.distributions.min_purity or n_kept < 2:
+        raise DistributionError(
+            f"Only {n_kept}/{len(prompts.kept)} target samples make the model say "
+            f"{request.new!r} (purity {prompts.purity:.0%}); try stronger target templates "
+            "(target_templates=('fact-twice', 'repeat-3')) or more paraphrases."
+        )
+    source_purity = _rate([starts_object(t, request.old) for t in decoded[:n_src]])
+    keep = torch.tensor([True] * n_src + prompts.kept)
+    common = dict(
+        request=request,
+        model_id=get_model_id(model),
+        d_model=int(model.cfg.d_model),
+        prepend_bos=prepend_bos,
+        compatibility_mode=bool(getattr(model, "sake_lens_compatibility_mode", True)),
+        purity=prompts.purity,
+        n_source=n_src,
+        n_target=n_kept,
+        prompts_hash=prompts_hash(prompts),
+        prompts=prompts,
+    )
+    edits: list[Edit] = []
+    geometry: list[tuple[float, float]] = []
+    for site in sites:
+        x = acts[site.hook][keep]
+        xs, xt = x[:n_src], x[n_src:]
+        site_config = dataclasses.replace(config, site=site.hook)
+        try:
+            fitted = site_config.make_map().fit(xs, xt)
+        except SakeLensError as exc:
+            raise type(exc)(f"layer sweep at {site.hook}: {exc}") from exc
+        edits.append(
+            Edit(
+                site=site,
+                map=fitted,
+                config=site_config,
+                source_acts=xs,  # type: ignore[arg-type]
+                target_acts=xt,
+                **common,
+            )
+        )
+        w2 = fitted.diagnostics().get("wasserstein2")
+        w2 = _gaussian_w2(xs, xt) if w2 is None else w2
+        geometry.append((w2, w2 / float(x.norm(dim=1).mean())))
+    t_fit = time.perf_counter()
+
+    use_fast = (
+        fast
+        and router_factory is None
+        and all(
+            e.site.hook == FINAL_SITE or e.site.hook.endswith(".hook_resid_post") for e in edits
+        )
+    )
+    eval_prompts = [request.text, *held, *near]
+    new, old = (
+        _first_token(model.tokenizer, request.new),
+        _first_token(model.tokenizer, request.old),
+    )
+    base, outs = _evaluate(
+        model,
+        edits,
+        eval_prompts,
+        new,
+        old,
+        batch_size=batch_size,
+        prepend_bos=prepend_bos,
+        router_factory=router_factory,
+        fast=use_fast,
+        progress=progress,
+    )
+    t_eval = time.perf_counter()
+
+    decode = model.tokenizer.decode
+    i_held = slice(1, 1 + len(held))
+    i_near = slice(1 + len(held), len(eval_prompts))
+
+    def texts(o: _Outcomes) -> list[str]:
+        return [decode([int(t)]) for t in o.top]
+
+    base_text = texts(base)
+    results = []
+    for edit, out, (w2, w2_rel) in zip(edits, outs, geometry):
+        tokens = texts(out)
+        said_new = [starts_object(t, request.new) for t in tokens]
+        on_topic = slice(0, 1 + len(held))
+        diag = edit.map.diagnostics()
+        results.append(
+            LayerResult(
+                site=edit.site.hook,
+                layer=edit.site.layer,
+                efficacy=float(said_new[0]),
+                generalisation=_rate(said_new[i_held]),
+                specificity=_rate(
+                    [int(a) == int(b) for a, b in zip(out.top[i_near], base.top[i_near])]
+                ),
+                p_new_edit=float(out.lp_new[0].exp()),
+                p_new=float(out.lp_new[on_topic].exp().mean()),
+                prob_efficacy=float((out.lp_new[on_topic] > out.lp_old[on_topic]).double().mean()),
+                neighbour_kl=float(out.kl[i_near].mean()),
+                wasserstein2=w2,
+                wasserstein2_relative=w2_rel,
+                cond_map=float(diag.get("cond_map", math.nan)),
+                diagnostics=diag,
+                predictions={
+                    "edit": tokens[:1],
+                    "held_out": tokens[i_held],
+                    "neighbours": tokens[i_near],
+                },
+            )
+        )
+    best = min(results, key=_rank_key)
+    said_new_base = [starts_object(t, request.new) for t in base_text]
+    baseline = {
+        "efficacy": float(said_new_base[0]),
+        "generalisation": _rate(said_new_base[i_held]),
+        "said_old_edit": starts_object(base_text[0], request.old),
+        "p_new_edit": float(base.lp_new[0].exp()),
+        "predictions": {
+            "edit": base_text[:1],
+            "held_out": base_text[i_held],
+            "neighbours": base_text[i_near],
+        },
+    }
+    timings = {
+        "collect_s": t_collect - t0,
+        "fit_s": t_fit - t_collect,
+        "eval_s": t_eval - t_fit,
+        "total_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,  # CPU time of this process (all threads)
+        "fast_eval": float(use_fast),
+    }
+    log.info(
+        "layer sweep of %s: %d sites in %.1f s, recommended %s",
+        request.text,
+        len(sites),
+        timings["total_s"],
+        best.site,
+    )
+    return SweepResult(
+        request=request,
+        model_id=get_model_id(model),
+        config=config,
+        layers=results,
+        recommended=best.site,
+        rule=RECOMMENDATION_RULE,
+        gated=router_factory is not None,
+        purity=prompts.purity,
+        source_purity=source_purity,
+        n_source=n_src,
+        n_target=n_kept,
+        prompts={"paraphrases": prompts.paraphrases, "held_out": held, "neighbours": near},
+        baseline=baseline,
+        timings=timings,
+        edits={e.site.hook: e for e in edits},
+    )

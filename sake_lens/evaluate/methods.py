@@ -1,0 +1,373 @@
+"""The methods the harness compares, and how each one is put on the model.
+
+* ``none`` — the unedited model.
+* ``in-context`` — no steering: a prefix stating the new fact
+  (:data:`IN_CONTEXT_PREFIX`) goes before every probe of the record (in ``all`` mode, every
+  fact of the run, in file order).
+* ``mean-shift`` — ActAdd-like: sake_lens's defaults with ``map_kind="mean-shift"``.
+* ``sake`` — sake_lens's defaults: :func:`~sake_lens.steer.workflow.make_edit` with its default
+  config and paraphrase count, gated by the registry's default gate.
+* ``sake-reference`` — the paper's recipe as published (:mod:`.reference`).
+
+Paraphrases for fitting come from :func:`~sake_lens.prompts.leakage.fitting_prompts` (the
+default generator with the record's evaluation prompts excluded and a leakage check), with the
+count :func:`~sake_lens.steer.workflow.make_edit` uses by default.
+
+**Modes.** ``single`` — each edit alone (the paper's protocol); records are still batched
+together: one router holds the chunk's edits and lets each row reach only its own record's edit
+(through that edit's own gate, fitted as in a one-edit registry), which is the same as running
+each edit alone. ``all`` — every edit of the run active at once, routed by the registry (the
+nearest accepting gate wins).
+
+A record whose edit cannot be fitted (:class:`~sake_lens.errors.SakeLensError`, e.g. a target
+distribution without the new object, or POT returning NaN) is kept: its failure is recorded and
+it is scored with no edit applied, as a user of the method would experience it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import SakeLensError
+from ..gate import GateConfig, ScopeRouter, fit_scope
+from ..model.tokens import starts_object
+from ..steer.edit import Edit, EditConfig
+from ..steer.hooks import check_edits_fit, steering_hooks
+from ..steer.workflow import make_edit
+from .data import EvalRecord
+from .reference import REFERENCE_GATE_THRESHOLD, reference_config
+
+__all__ = [
+    "METHODS",
+    "MODES",
+    "IN_CONTEXT_PREFIX",
+    "IN_CONTEXT_MAX_TOKENS",
+    "Treatment",
+    "fit_record_edit",
+    "prepare_treatment",
+    "method_description",
+]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("none", "in-context", "mean-shift", "sake", "sake-reference")
+MODES = ("single", "all")
+#: The in-context baseline's statement of the new fact, put before each probe.
+IN_CONTEXT_PREFIX = "Fact: {prompt} {new}.\n"
+#: Longest in-context prefix (tokens) accepted in ``all`` mode.
+IN_CONTEXT_MAX_TOKENS = 1536
+
+
+def _default_n_paraphrases() -> int:
+    return int(inspect.signature(make_edit).parameters["n_paraphrases"].default)
+
+
+def _edit_config(method: str) -> EditConfig | None:
+    if method == "sake":
+        return None  # make_edit's default
+    if method == "mean-shift":
+        return dataclasses.replace(EditConfig(), map_kind="mean-shift")
+    if method == "sake-reference":
+        return reference_config()
+    raise ValueError(f"Method {method!r} fits no edit.")
+
+
+def _gate_config(method: str) -> GateConfig | None:
+    """None: the registry's default gate."""
+    if method == "sake-reference":
+        return GateConfig(kind="embedding", metric="euclidean", threshold=REFERENCE_GATE_THRESHOLD)
+    return None
+
+
+def method_description(method: str) -> dict[str, Any]:
+    """What a method is, as JSON (recorded with the results)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; allowed: {METHODS}.")
+    out: dict[str, Any] = {"method": method}
+    if method == "in-context":
+        out["prefix"] = IN_CONTEXT_PREFIX
+    if method in ("mean-shift", "sake", "sake-reference"):
+        cfg = _edit_config(method) or EditConfig()
+        out["edit_config"] = cfg.to_dict()
+        out["n_paraphrases"] = _default_n_paraphrases()
+        gate = _gate_config(method)
+        out["gate"] = gate.to_dict() if gate is not None else _registry_gate_description()
+    return out
+
+
+def _flat_record(record: EvalRecord) -> dict[str, Any]:
+    r = record.request
+    return {
+        "case_id": record.case_id,
+        "subject": r.subject,
+        "prompt": r.text,
+        "ground_truth": r.old,
+        "target_new": r.new,
+        "rephrase_prompt": list(record.paraphrase_prompts),
+        "locality_prompt": list(record.neighborhood_prompts),
+    }
+
+
+def fit_record_edit(model: Any, record: EvalRecord, method: str, *, seed: int = 0) -> Edit:
+    """Fit ``method``'s edit for ``record`` (no evaluation prompt among the fitting prompts).
+
+    Raises:
+        SakeLensError: the edit could not be fitted (the caller records it).
+    """
+    from ..prompts.leakage import fitting_prompts
+
+    paraphrases = fitting_prompts(_flat_record(record), n=_default_n_paraphrases(), seed=seed)
+    return make_edit(
+        model,
+        record.request,
+        paraphrases=list(paraphrases.prompts),
+        seed=seed,
+        config=_edit_config(method),
+    )
+
+
+# ------------------------------------------------------------------------------ registry
+def _registry_gate_description() -> dict[str, Any]:
+    try:
+        from ..registry.book import EditBook  # noqa: F401
+    except ImportError:
+        return {
+            "source": "sake_lens.gate defaults (registry not installed)",
+            **GateConfig().to_dict(),
+        }
+    return {"source": "sake_lens.registry default"}
+
+
+def _fit_scopes(model: Any, edits: Sequence[Edit], gate: GateConfig | None) -> list[Any]:
+    """Each edit's scope as a one-edit registry would fit it (single mode)."""
+    if gate is None:
+        book_scope = _registry_single_scope(model)
+        if book_scope is not None:
+            return [book_scope(e) for e in edits]
+        gate = GateConfig()
+    return [fit_scope(e, gate, model=model) for e in edits]
+
+
+def _registry_single_scope(model: Any) -> Any:
+    """A function edit -> its scope in a one-edit registry, or None without the registry."""
+    try:
+        from ..registry.book import EditBook
+    except ImportError:
+        return None
+
+    def scope_of(edit: Edit) -> Any:
+        book = EditBook(model=model)
+        book.add(edit)
+        return book.scopes()[0]
+
+    return scope_of if hasattr(EditBook, "scopes") else None
+
+
+def _registry_router(model: Any, edits: Sequence[Edit]) -> tuple[list[Edit], Any] | None:
+    """The registry's router over ``edits`` (all mode), or None without the registry."""
+    try:
+        from ..registry.book import EditBook
+    except ImportError:
+        return None
+    book = EditBook(model=model)
+    for e in edits:
+        book.add(e)
+    return list(book.edits), book.router(model)
+
+
+class _OwnRowRouter(ScopeRouter):
+    """A :class:`ScopeRouter` over several edits where each row may only reach its owner's
+    edit (through that edit's own gate): every edit behaves as if it were alone."""
+
+    owners: Tensor | None = None
+
+    def set_owners(self, owners: Sequence[int]) -> None:
+        self.owners = torch.tensor(list(owners), dtype=torch.long)
+
+    def distances(self, features: dict[str, Tensor]) -> Tensor:
+        dist = super().distances(features)  # (B, N)
+        if self.owners is None or self.owners.shape[0] != dist.shape[0]:
+            raise SakeLensError("internal: row owners were not set for this batch.")
+        keep = torch.zeros_like(dist, dtype=torch.bool)
+        rows = torch.nonzero(self.owners >= 0).flatten()
+        keep[rows, self.owners[rows]] = True
+        return dist.masked_fill(~keep, float("inf"))
+
+
+# ------------------------------------------------------------------------------ treatment
+@dataclass
+class Treatment:
+    """What a method does to the model for a set of records.
+
+    Attributes:
+        method, mode: as configured.
+        prefixes: per record, text put before each of its probes (in-context baseline).
+        edit_of: per record, the index of its edit in the steering list (-1: none).
+        failures: per record index, why its edit could not be fitted.
+        edits: per record, its fitted edit (None: none).
+        hooks: forward hooks (router captures, then steering).
+        steerers: the steering hook objects (their ``decisions`` are read back).
+    """
+
+    method: str
+    mode: str
+    prefixes: list[str]
+    edit_of: list[int]
+    failures: dict[int, str] = field(default_factory=dict)
+    edits: list[Edit | None] = field(default_factory=list)
+    hooks: list[tuple[str, Any]] = field(default_factory=list)
+    steerers: list[Any] = field(default_factory=list)
+    router: Any = None
+    gate: str = "none"
+    record_of_edit: list[int] = field(default_factory=list)
+
+    @property
+    def steers(self) -> bool:
+        return bool(self.hooks)
+
+    def before_batch(self, owners: Sequence[int]) -> None:
+        """Tell a per-record router which edit each row may reach (owners: record indices)."""
+        if isinstance(self.router, _OwnRowRouter):
+            self.router.set_owners([self.edit_of[o] if o >= 0 else -1 for o in owners])
+
+    def fired(self, decision: int | None, owner: int) -> tuple[bool | None, bool | None]:
+        """(any edit applied, the record's own edit applied) from a row's routing decision."""
+        if not self.steers or decision is None:
+            return None, None
+        own = self.edit_of[owner]
+        return decision >= 0, own >= 0 and decision == own
+
+
+def _in_context_prefixes(model: Any, records: Sequence[EvalRecord], mode: str) -> list[str]:
+    own = [IN_CONTEXT_PREFIX.format(prompt=r.request.text, new=r.request.new) for r in records]
+    if mode == "single":
+        return own
+    joined = "".join(own)
+    n_tokens = len(model.tokenizer.encode(joined, add_special_tokens=False))
+    if n_tokens > IN_CONTEXT_MAX_TOKENS:
+        raise SakeLensError(
+            f"The in-context baseline in 'all' mode states all {len(records)} facts before each "
+            f"probe: {n_tokens} tokens, more than {IN_CONTEXT_MAX_TOKENS}. Use --mode single, or "
+            "fewer records (--n)."
+        )
+    return [joined] * len(records)
+
+
+def prepare_treatment(
+    model: Any,
+    method: str,
+    mode: str,
+    records: Sequence[EvalRecord],
+    edits: Sequence[Edit | None] | None = None,
+    failures: dict[int, str] | None = None,
+) -> Treatment:
+    """Build the treatment of ``records`` from their fitted ``edits`` (None where fitting
+    failed, with the reason in ``failures``)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; allowed: {METHODS}.")
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}; allowed: {MODES}.")
+    n = len(records)
+    if method in ("none", "in-context"):
+        prefixes = (
+            _in_context_prefixes(model, records, mode) if method == "in-context" else [""] * n
+        )
+        return Treatment(method, mode, prefixes, [-1] * n, edits=[None] * n)
+    edits = list(edits or [None] * n)
+    failures = dict(failures or {})
+    fitted = [(i, e) for i, e in enumerate(edits) if e is not None]
+    treatment = Treatment(method, mode, [""] * n, [-1] * n, failures, edits)
+    if not fitted:
+        return treatment
+    check_edits_fit(model, [e for _, e in fitted])
+    gate = _gate_config(method)
+    if mode == "single":
+        scopes = _fit_scopes(model, [e for _, e in fitted], gate)
+        router: Any = _OwnRowRouter([e for _, e in fitted], scopes, model=model)
+        order = [e for _, e in fitted]
+        treatment.gate = "own gate per edit (single mode)"
+    else:
+        registry = _registry_router(model, [e for _, e in fitted]) if gate is None else None
+        if registry is not None:
+            order, router = registry
+            treatment.gate = "registry router"
+        else:
+            order = [e for _, e in fitted]
+            scopes = [fit_scope(e, gate or GateConfig(), model=model) for e in order]
+            router = ScopeRouter(order, scopes, model=model)
+            treatment.gate = "ScopeRouter over all edits"
+    position = {id(e): k for k, e in enumerate(order)}
+    for i, e in fitted:
+        treatment.edit_of[i] = position[id(e)]
+    treatment.record_of_edit = [-1] * len(order)
+    for i, e in fitted:
+        treatment.record_of_edit[position[id(e)]] = i
+    steer = steering_hooks(order, router)
+    treatment.router = router
+    treatment.steerers = [fn for _, fn in steer]
+    treatment.hooks = list(router.hooks()) + list(steer)
+    return treatment
+
+
+def measured_purity(edit: Edit) -> float | None:
+    """Share of target prompts where the model says the new object (also when the recipe did
+    not validate them)."""
+    prompts = edit.prompts
+    if prompts is None or not prompts.target_predictions:
+        return None
+    ok = [starts_object(t, edit.request.new) for t in prompts.target_predictions]
+    return sum(ok) / len(ok)
+
+
+def edit_summary(edit: Edit) -> dict[str, Any]:
+    """The facts about a fitted edit worth keeping with the results."""
+    return {
+        "id": edit.id,
+        "site": edit.site.hook,
+        "map": edit.map.kind,
+        "purity": round(float(edit.purity), 6),
+        "measured_purity": None if (p := measured_purity(edit)) is None else round(p, 6),
+        "n_source": edit.n_source,
+        "n_target": edit.n_target,
+        "n_paraphrases": len(edit.prompts.paraphrases) if edit.prompts is not None else None,
+    }
+
+
+def fit_all(
+    model: Any,
+    records: Sequence[EvalRecord],
+    method: str,
+    *,
+    seed: int = 0,
+    on_done: Any = None,
+) -> tuple[list[Edit | None], dict[int, str], dict[int, tuple[float, float]]]:
+    """Fit each record's edit; failures are collected, never raised. Returns (edits, failures,
+    (wall, CPU) seconds per record)."""
+    import time
+
+    edits: list[Edit | None] = []
+    failures: dict[int, str] = {}
+    seconds: dict[int, tuple[float, float]] = {}
+    for i, record in enumerate(records):
+        start, cpu = time.perf_counter(), time.process_time()
+        if method in ("none", "in-context"):
+            edits.append(None)
+        else:
+            try:
+                edits.append(fit_record_edit(model, record, method, seed=seed))
+            except SakeLensError as exc:
+                edits.append(None)
+                failures[i] = f"{type(exc).__name__}: {exc}"
+                log.info("record %s: edit not fitted (%s)", record.case_id, failures[i])
+        seconds[i] = (time.perf_counter() - start, time.process_time() - cpu)
+        if on_done is not None:
+            on_done(i)
+    return edits, failures, seconds

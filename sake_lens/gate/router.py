@@ -1,0 +1,232 @@
+"""Route each input to the nearest edit whose scope gate accepts it, or to none.
+
+:class:`ScopeRouter` implements the :class:`~sake_lens.steer.hooks.Router` protocol. Inside a
+forward pass it reads what its gates need through extra hooks: the token ids at
+``embed.hook_in`` (the bridge passes the input ids there) for sentence-embedding gates, and the
+last prompt token's hidden state at each gate layer. During :func:`~sake_lens.steer.generation.
+generate` only the prompt is used (:func:`~sake_lens.steer.generation.current_step` tells where
+it ends), so the decision made at the prompt holds for every generated token.
+
+Routing is one vectorised operation over all edits: the distances of the batch to all edits
+(``(batch, N)``, see :class:`~sake_lens.gate.bank.StackedStats`), divided by the edits'
+thresholds; a row goes to the edit with the smallest ratio below 1 (the nearest edit in units
+of its own threshold), or to none (-1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ..errors import GateError
+from ..model.sites import site_layer
+from ..steer.generation import current_step
+from .bank import StackedStats
+from .config import EMBEDDING
+from .embedder import SentenceEmbedder, default_embedder
+from .scope import Scope
+
+if TYPE_CHECKING:
+    from ..steer.edit import Edit
+
+__all__ = ["ScopeRouter", "TOKENS_HOOK"]
+
+log = logging.getLogger(__name__)
+
+#: The bridge hook that receives the input token ids.
+TOKENS_HOOK = "embed.hook_in"
+
+
+def _depth(hook: str) -> float:
+    layer = site_layer(hook)
+    return float("inf") if layer is None else float(layer)
+
+
+def _check_order(feature: str, site: str) -> None:
+    """A hidden gate must read a layer the forward pass reaches before the edit's site."""
+    if feature in (EMBEDDING, site):
+        return
+    if _depth(feature) >= _depth(site):
+        raise GateError(
+            f"The gate reads {feature!r}, which runs after the edit's site {site!r}: the router "
+            "would see the previous pass's state. Use a gate layer before the site, or "
+            "GateConfig(layer=None) to gate on the site itself."
+        )
+
+
+class ScopeRouter:
+    """Routes rows to edits by their scope gates (see the module docstring).
+
+    Args:
+        edits: the edits, in the order the steering hooks index them.
+        scopes: one fitted :class:`Scope` per edit.
+        model: the model (its tokenizer decodes prompts for sentence-embedding gates).
+        embedder: the sentence embedder (default: the bundled MiniLM).
+
+    Attributes:
+        last_routes: the ``(batch,)`` decisions of the latest :meth:`route` call.
+        last_distances: the ``(batch, N)`` distances behind them.
+    """
+
+    def __init__(
+        self,
+        edits: Sequence[Edit],
+        scopes: Sequence[Scope],
+        *,
+        model: Any = None,
+        embedder: SentenceEmbedder | None = None,
+    ):
+        if len(edits) != len(scopes):
+            raise GateError(f"{len(edits)} edits but {len(scopes)} scopes; pass one per edit.")
+        self.sites = [e.site.hook for e in edits]
+        self.n = len(scopes)
+        self.thresholds = torch.tensor([s.threshold for s in scopes], dtype=torch.float64)
+        groups: dict[tuple[str, str, int], list[int]] = {}
+        for i, s in enumerate(scopes):
+            groups.setdefault((s.feature, s.stats.metric, s.stats.dim), []).append(i)
+        self.groups = [
+            (feature, torch.tensor(idx), StackedStats([scopes[i].stats for i in idx]))
+            for (feature, _, _), idx in groups.items()
+        ]
+        self.features = list(dict.fromkeys(g[0] for g in self.groups))
+        for edit, scope in zip(edits, scopes):
+            _check_order(scope.feature, edit.site.hook)
+        self.tokenizer = getattr(model, "tokenizer", None)
+        if EMBEDDING in self.features and self.tokenizer is None:
+            raise GateError(
+                "Sentence-embedding gates decode the prompt from its tokens and need the "
+                "model's tokenizer: pass model=... (e.g. book.router(model))."
+            )
+        self.embedder = embedder
+        self._tokens: tuple[Tensor, tuple[int, ...] | None] | None = None
+        self._hidden: dict[str, Tensor] = {}
+        self.last_routes: Tensor | None = None
+        self.last_distances: Tensor | None = None
+        self.last_texts: list[str] | None = None
+
+    # --------------------------------------------------------------------- capture hooks
+    def _capture_tokens(self, tokens: Tensor, hook: Any) -> None:
+        step = current_step()
+        if step is None:
+            self._tokens = (tokens.detach().cpu(), None)
+        elif step.positions_of_last_prompt_token is not None:
+            n_prompt = step.padded_prompt_length - step.offset
+            self._tokens = (tokens[:, :n_prompt].detach().cpu(), step.pad_lengths)
+
+    def _capture_hidden(self, feature: str) -> Any:
+        def capture(act: Tensor, hook: Any) -> None:
+            step = current_step()
+            if step is None:
+                self._hidden[feature] = act[:, -1].detach()
+            elif step.positions_of_last_prompt_token is not None:
+                self._hidden[feature] = act[:, step.positions_of_last_prompt_token[0]].detach()
+
+        return capture
+
+    def hooks(self) -> list[tuple[str, Any]]:
+        """The capture hooks: tokens at ``embed.hook_in``, hidden states at gate layers."""
+        out: list[tuple[str, Any]] = []
+        for feature in self.features:
+            if feature == EMBEDDING:
+                out.append((TOKENS_HOOK, self._capture_tokens))
+            else:
+                out.append((feature, self._capture_hidden(feature)))
+        return out
+
+    # --------------------------------------------------------------------- features
+    def prompt_texts(self) -> list[str]:
+        """The prompts of the current forward pass, decoded without padding."""
+        if self._tokens is None:
+            raise GateError(
+                f"No token ids were captured at {TOKENS_HOOK!r} before routing: attach the "
+                "router's hooks (steered(model, edits, router=router) does) and run a forward "
+                "pass on token ids."
+            )
+        tokens, pads = self._tokens
+        assert self.tokenizer is not None
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id or 0
+        texts = []
+        for i, row in enumerate(tokens.tolist()):
+            if pads is not None:
+                row = row[pads[i] :]
+            else:
+                start = 0
+                while start < len(row) - 1 and row[start] == pad_id:
+                    start += 1
+                row = row[start:]
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
+
+    def _features(self, acts: Tensor | None, site: str | None) -> dict[str, Tensor]:
+        feats: dict[str, Tensor] = {}
+        for feature in self.features:
+            if feature == EMBEDDING:
+                texts = self.prompt_texts()
+                self.last_texts = texts
+                self.embedder = self.embedder or default_embedder()
+                feats[feature] = self.embedder.embed(texts)
+            elif feature == site and acts is not None:
+                feats[feature] = acts
+            elif feature in self._hidden:
+                feats[feature] = self._hidden[feature]
+        return feats
+
+    # --------------------------------------------------------------------- routing
+    def distances(self, features: dict[str, Tensor]) -> Float[Tensor, "batch n"]:
+        """``(batch, N)`` distances of feature rows to every edit (inf where not computable)."""
+        batch = {int(x.shape[0]) for x in features.values()}
+        if len(batch) != 1:
+            raise GateError(f"Features disagree on the batch size: {sorted(batch)}.")
+        dist = torch.full((batch.pop(), self.n), float("inf"), dtype=torch.float64)
+        for feature, idx, bank in self.groups:
+            if feature in features:
+                dist[:, idx] = bank.distances(features[feature])
+        return dist
+
+    def decide(
+        self, dist: Float[Tensor, "batch n"], site: str | None = None
+    ) -> Int[Tensor, " batch"]:
+        """Per row, the accepted edit with the smallest ``distance / threshold``, else -1.
+
+        With ``site``, a row whose chosen edit lives at another site gets -1 here.
+        """
+        ratio = dist / self.thresholds  # (B, N)
+        ratio = torch.where(ratio < 1.0, ratio, torch.full_like(ratio, float("inf")))
+        best_ratio, best = ratio.min(dim=1)
+        best = best.masked_fill(~torch.isfinite(best_ratio), -1)
+        if site is not None:
+            here = torch.tensor([s == site for s in self.sites] + [False])
+            best = best.masked_fill(~here[best], -1)  # index -1 reads the trailing False
+        return best
+
+    def route(self, acts: Float[Tensor, "batch d"], site: str) -> Int[Tensor, " batch"]:
+        """The Router protocol: per row, the index of its edit, or -1."""
+        feats = self._features(acts, site)
+        if not feats:
+            best = torch.full((acts.shape[0],), -1, dtype=torch.long)
+            self.last_distances = torch.full((acts.shape[0], self.n), float("inf"))
+        else:
+            dist = self.distances(feats)
+            if dist.shape[0] != acts.shape[0]:
+                raise GateError(
+                    f"The gate features have {dist.shape[0]} rows but the activations at "
+                    f"{site!r} have {acts.shape[0]}; the captured tokens belong to another pass."
+                )
+            best = self.decide(dist, site)
+            self.last_distances = dist
+        self.last_routes = best
+        return best.to(acts.device)
+
+    def route_texts(self, texts: Sequence[str]) -> Int[Tensor, " batch"]:
+        """Route prompts by text alone (sentence-embedding gates only; no forward pass)."""
+        if self.features != [EMBEDDING]:
+            raise GateError("route_texts() needs sentence-embedding gates only; run a forward.")
+        self.embedder = self.embedder or default_embedder()
+        return self.decide(self.distances({EMBEDDING: self.embedder.embed(list(texts))}))

@@ -1,0 +1,258 @@
+"""An edit's scope gate: fitted in-scope statistics plus a calibrated threshold.
+
+:func:`fit_scope` builds one from an edit: the edit's paraphrases are the in-scope samples
+(held-out ones report the TPR and AUROC), and out-of-scope prompts (other subjects, other
+relations, generic text, other edits) fix the threshold at the configured false-positive rate.
+A gate's output is a boolean (``d < threshold``) or a score in ``[0, 1]``
+(``2 ** (-d / threshold)``, 0.5 at the threshold); never NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from ..collect.activations import collect_activations
+from ..errors import GateError
+from ..prompts.contexts import FORCED_SOURCE_TEMPLATE
+from .bank import StackedStats
+from .calibrate import Calibration, auroc, calibrate_threshold
+from .config import EMBEDDING, GateConfig
+from .embedder import SentenceEmbedder, default_embedder
+from .out_of_scope import OutOfScope, default_out_of_scope
+from .stats import ScopeStats
+
+if TYPE_CHECKING:
+    from ..steer.edit import Edit
+
+__all__ = ["Scope", "FeatureCache", "fit_scope", "in_scope_prompts", "gate_score"]
+
+log = logging.getLogger(__name__)
+
+
+def gate_score(dist: Tensor, threshold: Tensor | float) -> Tensor:
+    """``2 ** (-dist / threshold)`` in ``[0, 1]`` (0.5 at the threshold, 0 for inf or NaN)."""
+    s = torch.exp2(-dist.double() / torch.as_tensor(threshold, dtype=torch.float64))
+    return torch.nan_to_num(s, nan=0.0).clamp(0.0, 1.0)
+
+
+class FeatureCache:
+    """Features of prompts (sentence embeddings or last-token hidden states), cached per prompt.
+
+    Args:
+        model: the TransformerLens model (needed for hidden-state features).
+        embedder: the sentence embedder (default: :func:`default_embedder`).
+        batch_size: prompts per forward pass for hidden states.
+    """
+
+    def __init__(
+        self, model: Any = None, embedder: SentenceEmbedder | None = None, batch_size: int = 32
+    ):
+        self.model = model
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self._hidden: dict[tuple[str, str], Tensor] = {}
+
+    def __call__(self, prompts: Sequence[str], feature: str) -> Float[Tensor, "n f"]:
+        prompts = list(prompts)
+        if feature == EMBEDDING:
+            self.embedder = self.embedder or default_embedder()
+            return self.embedder.embed(prompts)
+        if self.model is None:
+            raise GateError(
+                f"A hidden-state gate at {feature!r} needs the model to compute features; pass "
+                "model=... (e.g. EditBook.open(path, model=model))."
+            )
+        missing = list(dict.fromkeys(p for p in prompts if (feature, p) not in self._hidden))
+        if missing:
+            acts = collect_activations(self.model, missing, [feature], batch_size=self.batch_size)
+            for p, row in zip(missing, acts[feature]):
+                self._hidden[(feature, p)] = row
+        if not prompts:
+            return torch.empty(0, int(self.model.cfg.d_model), dtype=torch.float64)
+        return torch.stack([self._hidden[(feature, p)] for p in prompts])
+
+
+@dataclass
+class Scope:
+    """The fitted scope gate of one edit.
+
+    Attributes:
+        config: the gate's configuration.
+        feature: ``"embedding"`` or the hook name whose hidden state is compared.
+        stats: the in-scope statistics.
+        calibration: the threshold and the calibration report.
+        prompts_hash: SHA-256 of the in-scope and out-of-scope prompts used.
+    """
+
+    config: GateConfig
+    feature: str
+    stats: ScopeStats
+    calibration: Calibration
+    prompts_hash: str = ""
+
+    @property
+    def threshold(self) -> float:
+        return self.calibration.threshold
+
+    def distance(self, x: Float[Tensor, "batch f"]) -> Float[Tensor, " batch"]:
+        """Distances of feature rows to this edit's in-scope samples (inf for bad rows)."""
+        return StackedStats([self.stats]).distances(x)[:, 0]
+
+    def accepts(self, x: Float[Tensor, "batch f"]) -> Bool[Tensor, " batch"]:
+        return self.distance(x) < self.threshold
+
+    def score(self, x: Float[Tensor, "batch f"]) -> Float[Tensor, " batch"]:
+        """In-scope score in ``[0, 1]``; above 0.5 exactly when the gate accepts."""
+        return gate_score(self.distance(x), self.threshold)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "feature": self.feature,
+            "metric": self.stats.metric,
+            "tau": self.stats.tau,
+            "shrinkage": self.stats.shrinkage,
+            "calibration": self.calibration.to_dict(),
+            "prompts_hash": self.prompts_hash,
+        }
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.stats.state_dict()
+
+    @classmethod
+    def from_saved(cls, meta: dict[str, Any], state: dict[str, Tensor]) -> Scope:
+        stats = ScopeStats.from_state(meta["metric"], state, meta["tau"], meta["shrinkage"])
+        return cls(
+            GateConfig.from_dict(meta["config"]),
+            meta["feature"],
+            stats,
+            Calibration.from_dict(meta["calibration"]),
+            meta.get("prompts_hash", ""),
+        )
+
+
+def in_scope_prompts(edit: Edit, config: GateConfig) -> list[str]:
+    """The prompts whose features define the edit's scope: its paraphrases (filled in)."""
+    paras = list(edit.prompts.paraphrases) if edit.prompts is not None else [edit.request.text]
+    if config.kind == "hidden" and config.include_forced:
+        r = edit.request
+        paras += [FORCED_SOURCE_TEMPLATE.format(prompt=p, old=r.old, new=r.new) for p in paras]
+    return list(dict.fromkeys(paras))
+
+
+def _hash(*parts: Sequence[str]) -> str:
+    blob = json.dumps([list(p) for p in parts], ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def fit_scope(
+    edit: Edit,
+    config: GateConfig | None = None,
+    *,
+    model: Any = None,
+    embedder: SentenceEmbedder | None = None,
+    features: FeatureCache | None = None,
+    out_of_scope: OutOfScope | Sequence[str] | None = None,
+    in_scope: Sequence[str] | None = None,
+    neighbours: Sequence[str] = (),
+) -> Scope:
+    """Fit an edit's scope gate and calibrate its threshold.
+
+    Args:
+        edit: the fitted edit (its paraphrases are the in-scope samples).
+        config: the gate (default :class:`GateConfig`: sentence embedding, Euclidean to mean).
+        model: the model (hidden-state gates only).
+        embedder: the sentence embedder (embedding gates; default: the bundled MiniLM).
+        features: a shared :class:`FeatureCache` (overrides ``model``/``embedder``).
+        out_of_scope: out-of-scope prompts (default: :func:`default_out_of_scope`).
+        in_scope: held-out in-scope prompts for the report (default: hold out
+            ``config.holdout`` of the paraphrases, refitting on all of them afterwards).
+        neighbours: other edits' prompts, added to the default out-of-scope prompts.
+
+    Raises:
+        GateError: no features (missing model for a hidden gate), non-finite features, or no
+            out-of-scope prompts to calibrate against.
+    """
+    config = config or GateConfig()
+    features = features or FeatureCache(model, embedder)
+    feature = config.feature(edit.site.hook)
+    paras = in_scope_prompts(edit, config)
+    rng = random.Random(f"{config.seed}|{edit.id}")
+    if out_of_scope is None:
+        neigh = list(dict.fromkeys(neighbours))
+        if len(neigh) > config.n_neighbours:
+            neigh = rng.sample(neigh, config.n_neighbours)
+        oos = default_out_of_scope(
+            edit.request,
+            n_subjects=config.n_subjects,
+            n_relations=config.n_relations,
+            n_generic=config.n_generic,
+            neighbours=neigh,
+            seed=config.seed,
+        )
+    elif isinstance(out_of_scope, OutOfScope):
+        oos = out_of_scope
+    else:
+        oos = OutOfScope.of(list(out_of_scope), "given")
+    in_set = set(paras)
+    keep = [i for i, p in enumerate(oos.prompts) if p not in in_set]
+    oos = OutOfScope(tuple(oos.prompts[i] for i in keep), tuple(oos.kinds[i] for i in keep))
+
+    x_in = features(paras, feature)
+    x_out = features(oos.prompts, feature)
+    stats = ScopeStats.fit(
+        x_in, config.metric, shrinkage=config.shrinkage, max_rank=config.max_rank
+    )
+    out_d = StackedStats([stats]).distances(x_out)[:, 0]
+    cal = calibrate_threshold(out_d, config.fpr, kinds=oos.kinds, threshold=config.threshold)
+
+    # The report: held-out in-scope prompts against the out-of-scope ones.
+    held: list[str] = list(in_scope or [])
+    if held:
+        report_stats, held_x = stats, features(held, feature)
+    else:
+        own = edit.request.text
+        candidates = [p for p in paras if p != own]
+        n_held = round(config.holdout * len(paras))
+        if n_held >= 1 and len(paras) - n_held >= 2:
+            held = rng.sample(candidates, min(n_held, len(candidates)))
+            train = [p for p in paras if p not in set(held)]
+            report_stats = ScopeStats.fit(
+                features(train, feature),
+                config.metric,
+                shrinkage=config.shrinkage,
+                max_rank=config.max_rank,
+            )
+            held_x = features(held, feature)
+    if held:
+        held_d = StackedStats([report_stats]).distances(held_x)[:, 0]
+        out_r = StackedStats([report_stats]).distances(x_out)[:, 0]
+        thr_r = calibrate_threshold(out_r, config.fpr, threshold=config.threshold).threshold
+        cal = dataclasses.replace(
+            cal,
+            tpr=float((held_d < thr_r).double().mean()),
+            auroc=auroc(held_d, out_r),
+            n_in=len(held),
+        )
+    if not cal.guaranteed:
+        log.warning(
+            "Edit %s: only %d out-of-scope prompts; the gate's false-positive rate %.2g is not "
+            "guaranteed (need at least %d).",
+            edit.id,
+            len(oos),
+            config.fpr,
+            math.ceil(1 / config.fpr) - 1,
+        )
+    return Scope(config, feature, stats, cal, _hash(paras, oos.prompts, oos.kinds, held))

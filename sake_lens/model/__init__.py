@@ -1,0 +1,1 @@
+"""The model stage: loading, hook-point sites and tokenisation conventions."""

@@ -1,0 +1,347 @@
+"""On-disk format of edits and edit registries: safetensors + JSON, atomic, locked, checked.
+
+A registry directory::
+
+    DIR/
+      registry.json                 the manifest: metadata of every entry (JSON)
+      objects/<sha256>.safetensors  one file per entry: its map's and scope's tensors
+      .lock                         fcntl.flock lock file
+
+Tensor files are **content-addressed** (named by the SHA-256 of their bytes) and never
+rewritten; each is written to a temporary file, fsynced and renamed. The manifest is replaced
+last, atomically (``os.replace``), so a save is one switch: an interrupted save leaves the old
+manifest pointing at old, untouched files. Files no manifest references are removed after the
+switch. Writers hold an exclusive ``flock`` on ``.lock``, readers a shared one.
+
+On load every tensor file's SHA-256 and size are checked against the manifest
+(:class:`~sake_lens.errors.EditFileError` names the file and the fix), a newer format version is
+refused, and edits that do not fit the model raise
+:class:`~sake_lens.errors.ModelMismatchError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+
+from .._version import library_versions
+from ..errors import EditFileError, ModelMismatchError
+from ..gate.scope import Scope
+from ..model.loading import model_id as get_model_id
+from ..model.sites import Site
+from ..model.tokens import bos_convention
+from ..prompts.distributions import PromptSet
+from ..prompts.request import EditRequest
+from ..steer.edit import Edit, EditConfig
+from ..transport import map_from_config
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "OBJECTS",
+    "LOCK",
+    "locked",
+    "atomic_write",
+    "model_info",
+    "check_model",
+    "entry_meta",
+    "encode_entry",
+    "object_path",
+    "decode_entry",
+    "read_manifest",
+    "read_object",
+    "write_registry",
+    "now",
+]
+
+FORMAT = "sake_lens.registry"
+FORMAT_VERSION = 1
+MANIFEST = "registry.json"
+OBJECTS = "objects"
+LOCK = ".lock"
+_TMP = ".tmp-"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------ files
+@contextlib.contextmanager
+def locked(path: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold an ``flock`` on ``path/.lock`` (exclusive for writers, shared for readers)."""
+    if exclusive:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not path.is_dir():
+        yield
+        return
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if not exclusive and exc.errno in (errno.EACCES, errno.EROFS):
+            yield  # a read-only registry: nobody can write it while we read
+            return
+        raise EditFileError(f"Cannot open the lock file {path / LOCK}: {exc}.") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file, fsync, ``os.replace``, fsync dir."""
+    fd, tmp = tempfile.mkstemp(prefix=_TMP + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+# ------------------------------------------------------------------------------ models
+def model_info(model: Any) -> dict[str, Any]:
+    """Model id, revision (where known), width, compatibility mode and BOS convention."""
+    hf_config = getattr(getattr(model, "original_model", None), "config", None)
+    revision = getattr(hf_config, "_commit_hash", None) if hf_config is not None else None
+    return {
+        "model_id": get_model_id(model),
+        "revision": revision,
+        "d_model": int(model.cfg.d_model),
+        "compatibility_mode": bool(getattr(model, "sake_lens_compatibility_mode", True)),
+        "prepend_bos": bos_convention(model),
+    }
+
+
+def check_model(edit_meta: dict[str, Any], model: Any, *, where: str, strict: bool = True) -> None:
+    """Raise :class:`ModelMismatchError` when a saved edit does not fit ``model``.
+
+    The width must always match; with ``strict`` also the model id and BOS convention.
+    """
+    info = model_info(model)
+    eid = edit_meta.get("id", "?")
+    if int(edit_meta["d_model"]) != info["d_model"]:
+        raise ModelMismatchError(
+            f"Edit {eid} in {where} was fitted on {edit_meta.get('model_id')!r} with "
+            f"d_model={edit_meta['d_model']}; this model ({info['model_id']!r}) has "
+            f"d_model={info['d_model']}. Load the registry into the model it was made for, or "
+            "fit the edit again on this model."
+        )
+    if not strict:
+        return
+    if edit_meta.get("model_id") != info["model_id"]:
+        raise ModelMismatchError(
+            f"Edit {eid} in {where} was fitted on {edit_meta.get('model_id')!r}, not on "
+            f"{info['model_id']!r}. Load it into that model, fit it again, or — if this is the "
+            "same model under another name — load with strict=False."
+        )
+    if bool(edit_meta.get("prepend_bos")) != info["prepend_bos"]:
+        raise ModelMismatchError(
+            f"Edit {eid} in {where} was fitted with prepend_bos={edit_meta.get('prepend_bos')}, "
+            f"but this model's BOS convention is prepend_bos={info['prepend_bos']}. Call "
+            "sake_lens.model.tokens.set_bos_convention(model, "
+            f"{edit_meta.get('prepend_bos')}) first, or fit the edit again."
+        )
+
+
+# ------------------------------------------------------------------------------ entries
+def entry_meta(edit: Edit, scope: Scope | None, state: dict[str, Any]) -> dict[str, Any]:
+    """An entry's manifest metadata, without its object's hash and size."""
+    meta = edit.metadata()
+    if edit.prompts is not None:
+        p = edit.prompts
+        meta["prompts"] = {
+            "paraphrases": list(p.paraphrases),
+            "source": list(p.source),
+            "target": list(p.target),
+            "kept": list(p.kept),
+            "target_predictions": list(p.target_predictions),
+        }
+    entry = {**state, "id": edit.id, "edit": meta}
+    entry["scope"] = scope.metadata() if scope is not None else None
+    return entry
+
+
+def encode_entry(
+    edit: Edit, scope: Scope | None, state: dict[str, Any]
+) -> tuple[dict[str, Any], bytes]:
+    """An entry's manifest metadata (without its object hash) and its tensor file's bytes."""
+    tensors: dict[str, Tensor] = {f"map.{k}": v for k, v in edit.map.state_dict().items()}
+    if scope is not None:
+        tensors.update({f"scope.{k}": v for k, v in scope.state_dict().items()})
+    data = st_save(
+        tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "id": edit.id}
+    )
+    return entry_meta(edit, scope, state), data
+
+
+def decode_entry(entry: dict[str, Any], tensors: dict[str, Tensor]) -> tuple[Edit, Scope | None]:
+    """Rebuild the :class:`Edit` and its :class:`Scope` from manifest metadata and tensors."""
+    meta = entry["edit"]
+    map_state = {k[4:]: v for k, v in tensors.items() if k.startswith("map.")}
+    scope_state = {k[6:]: v for k, v in tensors.items() if k.startswith("scope.")}
+    prompts = meta.get("prompts")
+    edit = Edit(
+        request=EditRequest.from_dict(meta["request"]),
+        site=Site.from_dict(meta["site"]),
+        map=map_from_config(meta["map"], map_state),
+        config=EditConfig.from_dict(meta["config"]),
+        model_id=meta["model_id"],
+        d_model=int(meta["d_model"]),
+        prepend_bos=bool(meta["prepend_bos"]),
+        compatibility_mode=bool(meta["compatibility_mode"]),
+        purity=float(meta["purity"]),
+        n_source=int(meta["n_source"]),
+        n_target=int(meta["n_target"]),
+        prompts_hash=meta["prompts_hash"],
+        id=meta["id"],
+        created=meta["created"],
+        prompts=PromptSet(**prompts) if prompts is not None else None,
+    )
+    scope = Scope.from_saved(entry["scope"], scope_state) if entry.get("scope") else None
+    return edit, scope
+
+
+# ------------------------------------------------------------------------------ registry
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of the registry at ``path`` (None when there is none yet)."""
+    file = path / MANIFEST
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EditFileError(f"Cannot read {file}: {exc}.") from exc
+    try:
+        manifest = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EditFileError(
+            f"{file} is not valid JSON ({exc}); it was damaged or edited by hand. Restore it "
+            "from a backup (the tensor files in objects/ are intact and content-addressed)."
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise EditFileError(f"{file} is not a sake_lens registry manifest (format {FORMAT!r}).")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise EditFileError(
+            f"{file} has format version {version!r}, newer than this sake_lens supports "
+            f"({FORMAT_VERSION}). Upgrade sake-lens (pip install -U sake-lens) to load it."
+        )
+    if not isinstance(manifest.get("entries"), list):
+        raise EditFileError(f"{file} lacks its list of entries; restore it from a backup.")
+    return manifest
+
+
+def object_path(path: Path, sha: str) -> Path:
+    return path / OBJECTS / f"{sha}.safetensors"
+
+
+def read_object(path: Path, entry: dict[str, Any]) -> dict[str, Tensor]:
+    """The tensors of one entry, after checking the file's size and SHA-256."""
+    sha, size, eid = entry.get("object", ""), entry.get("bytes"), entry.get("id", "?")
+    file = object_path(path, sha)
+    fix = (
+        f"Restore {file.name} from a backup, or drop the entry with `sake-lens edits remove "
+        f"{path} {eid}` and add the edit again."
+    )
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise EditFileError(f"Edit {eid}: its tensor file {file} is missing. {fix}") from None
+    except OSError as exc:
+        raise EditFileError(f"Edit {eid}: cannot read {file}: {exc}. {fix}") from exc
+    if size is not None and len(data) != size:
+        raise EditFileError(
+            f"Edit {eid}: {file} has {len(data)} bytes, the manifest says {size}: the file is "
+            f"truncated or was overwritten. {fix}"
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha:
+        raise EditFileError(
+            f"Edit {eid}: {file} fails its checksum (sha256 {digest[:12]}…, expected "
+            f"{sha[:12]}…): the file is corrupted. {fix}"
+        )
+    try:
+        return st_load(data)
+    except Exception as exc:  # safetensors raises its own error types
+        raise EditFileError(
+            f"Edit {eid}: {file} is not a valid safetensors file ({exc}). {fix}"
+        ) from exc
+
+
+def write_registry(
+    path: Path, header: dict[str, Any], entries: list[tuple[dict[str, Any], bytes | None]]
+) -> dict[str, Any]:
+    """Write a registry (call with the exclusive lock held); return the manifest written.
+
+    ``entries``: manifest entries with their tensor bytes, or ``None`` for an entry whose
+    ``object`` is already on disk (carried over from the manifest being replaced).
+    """
+    objects = path / OBJECTS
+    objects.mkdir(parents=True, exist_ok=True)
+    out = []
+    for entry, data in entries:
+        entry = dict(entry)
+        if data is not None:
+            sha = hashlib.sha256(data).hexdigest()
+            file = object_path(path, sha)
+            if not (file.is_file() and hashlib.sha256(file.read_bytes()).hexdigest() == sha):
+                atomic_write(file, data)
+            entry["object"], entry["bytes"] = sha, len(data)
+        out.append(entry)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **header,
+        "library_versions": library_versions(),
+        "saved": now(),
+        "entries": out,
+    }
+    atomic_write(path / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False).encode())
+    _collect_garbage(path, {e["object"] for e in out})
+    return manifest
+
+
+def _collect_garbage(path: Path, keep: set[str]) -> None:
+    """Remove tensor files no manifest references and leftovers of interrupted saves."""
+    for directory, is_objects in ((path, False), (path / OBJECTS, True)):
+        for f in directory.iterdir():
+            stale_tmp = f.name.startswith(_TMP)
+            orphan = is_objects and f.suffix == ".safetensors" and f.stem not in keep
+            if f.is_file() and (stale_tmp or orphan):
+                with contextlib.suppress(OSError):
+                    f.unlink()

@@ -42,4 +42,4 @@ docs: install
 test: lint typecheck pytest notebooks docs
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LEGACY_VENV) site .pytest_cache .mypy_cache .ruff_cache

@@ -179,13 +179,26 @@ def main(argv: list[str] | None = None) -> int:
     probes = [r[k] for r in records for k in ("prompt", "rephrase_prompt", "locality_prompt")]
     identical = save_load_identical(model, books[args.default_gate], probes + list(GENERIC_TEST))
 
-    cols = ["own_to_self", "locality_to_none", "rephrase_to_self", "generic_to_none", "auroc",
-            "calibration_auroc", "median_threshold", "efficacy", "add_s"]
+    cols = [
+        "own_to_self",
+        "locality_to_none",
+        "rephrase_to_self",
+        "generic_to_none",
+        "auroc",
+        "calibration_auroc",
+        "median_threshold",
+        "efficacy",
+        "add_s",
+    ]
     print("| gate | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     for name, row in rows.items():
         cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
-        print(f"| {name}{' (default)' if name == args.default_gate else ''} | " + " | ".join(cells) + " |")
+        print(
+            f"| {name}{' (default)' if name == args.default_gate else ''} | "
+            + " | ".join(cells)
+            + " |"
+        )
     d = rows[args.default_gate]
     ok = (
         d["own_to_self"] >= 0.98

@@ -67,12 +67,18 @@ def test_distributions_pca_with_all_groups_and_hover_prompts(clouds, gmap) -> No
         "out_of_scope": [f"other {i}" for i in range(12)],
     }
     fig = plot_distributions(
-        clouds["source"], clouds["target"], map=gmap, out_of_scope=clouds["out_of_scope"],
+        clouds["source"],
+        clouds["target"],
+        map=gmap,
+        out_of_scope=clouds["out_of_scope"],
         prompts=prompts,
     )
     scatters = [t for t in fig.data if t.mode == "markers"]
     assert [t.name for t in scatters] == [
-        "source", "target", "transported T(source)", "out of scope",
+        "source",
+        "target",
+        "transported T(source)",
+        "out of scope",
     ]
     assert [len(t.x) for t in scatters] == [30, 40, 30, 12]
     assert all(isinstance(t, go.Scatter) for t in fig.data)
@@ -93,8 +99,12 @@ def test_transported_cloud_lands_on_target_mean(clouds, gmap) -> None:
 
 def test_distributions_displacement_projection_and_probes(clouds, gmap) -> None:
     fig = plot_distributions(
-        clouds["source"], clouds["target"], map=gmap, projection="displacement",
-        probes=clouds["out_of_scope"][:1], probe_labels=["a probe"],
+        clouds["source"],
+        clouds["target"],
+        map=gmap,
+        projection="displacement",
+        probes=clouds["out_of_scope"][:1],
+        probe_labels=["a probe"],
     )
     assert fig.layout.xaxis.title.text == "mean-shift direction"
     assert _names(fig)[-2:] == ["probe", "T(probe)"]
@@ -117,14 +127,18 @@ def test_distributions_reject_bad_inputs(clouds) -> None:
 
 def test_displacement_histograms(clouds, gmap) -> None:
     fig = plot_displacement_histograms(
-        clouds["source"], clouds["target"], gmap, out_of_scope=clouds["out_of_scope"],
+        clouds["source"],
+        clouds["target"],
+        gmap,
+        out_of_scope=clouds["out_of_scope"],
         n_directions=3,
     )
     assert all(isinstance(t, go.Histogram) for t in fig.data)
     assert len(fig.data) == 3 * 4  # 3 directions x 4 groups
     assert fig.layout.xaxis.title.text == "projection on mean-shift direction"
     assert [a.text for a in fig.layout.annotations][:2] == [
-        "mean-shift direction", "displacement direction 2",
+        "mean-shift direction",
+        "displacement direction 2",
     ]
     assert sum(bool(t.showlegend) for t in fig.data) == 4
 
@@ -192,7 +206,10 @@ def test_plot_displacement_panels(clouds, gmap) -> None:
     assert [t.type for t in fig.data] == ["box"] * 3 + ["scatter", "bar", "bar"]
     titles = [a.text for a in fig.layout.annotations]
     assert titles[:4] == [
-        "‖T(h) − h‖ per group", "eigenvalues of A − I", "promoted tokens", "demoted tokens",
+        "‖T(h) − h‖ per group",
+        "eigenvalues of A − I",
+        "promoted tokens",
+        "demoted tokens",
     ]
 
 

@@ -28,12 +28,29 @@ from sake_lens.steer.edit import EditConfig
 REQUEST = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
 
 
-def layer(site: str, layer: int | None, eff: float, gen: float, spec: float, *,
-          p_new: float = 0.1, cond: float = 10.0) -> LayerResult:
+def layer(
+    site: str,
+    layer: int | None,
+    eff: float,
+    gen: float,
+    spec: float,
+    *,
+    p_new: float = 0.1,
+    cond: float = 10.0,
+) -> LayerResult:
     return LayerResult(
-        site=site, layer=layer, efficacy=eff, generalisation=gen, specificity=spec,
-        p_new_edit=p_new, p_new=p_new, prob_efficacy=eff, neighbour_kl=0.1,
-        wasserstein2=5.0, wasserstein2_relative=0.2, cond_map=cond,
+        site=site,
+        layer=layer,
+        efficacy=eff,
+        generalisation=gen,
+        specificity=spec,
+        p_new_edit=p_new,
+        p_new=p_new,
+        prob_efficacy=eff,
+        neighbour_kl=0.1,
+        wasserstein2=5.0,
+        wasserstein2_relative=0.2,
+        cond_map=cond,
         diagnostics={"cond_map": cond, "rank": 3.0},
         predictions={"edit": [" English"], "held_out": [" the"], "neighbours": [" French"]},
     )
@@ -47,11 +64,20 @@ def synthetic_result(layers: list[LayerResult] | None = None) -> SweepResult:
     ]
     best = min(layers, key=_rank_key)
     return SweepResult(
-        request=REQUEST, model_id="fake", config=EditConfig(), layers=layers,
-        recommended=best.site, rule=RECOMMENDATION_RULE, gated=False, purity=0.9,
-        source_purity=0.8, n_source=10, n_target=12,
+        request=REQUEST,
+        model_id="fake",
+        config=EditConfig(),
+        layers=layers,
+        recommended=best.site,
+        rule=RECOMMENDATION_RULE,
+        gated=False,
+        purity=0.9,
+        source_purity=0.8,
+        n_source=10,
+        n_target=12,
         prompts={"paraphrases": ["a"], "held_out": ["b"], "neighbours": ["c"]},
-        baseline={"efficacy": 0.0}, timings={"total_s": 1.0},
+        baseline={"efficacy": 0.0},
+        timings={"total_s": 1.0},
     )
 
 
@@ -72,7 +98,9 @@ def test_result_json_round_trip(tmp_path) -> None:
     text = json.dumps(data, allow_nan=False)  # strict JSON: inf is written as "inf"
     assert '"cond_map": "inf"' in text
     assert data["rule"] == RECOMMENDATION_RULE and data["recommended"] == FINAL_SITE
-    assert data["layers"][2]["label"] == "final" and data["layers"][2]["score"] == pytest.approx(0.75)
+    assert data["layers"][2]["label"] == "final" and data["layers"][2]["score"] == pytest.approx(
+        0.75
+    )
     result.save(tmp_path)
     back = SweepResult.load(tmp_path)
     assert back.layers == result.layers and back.recommended == result.recommended
@@ -88,7 +116,9 @@ def test_sweep_figure_structure() -> None:
     fig = plot_sweep(result)
     names = [t.name for t in fig.data]
     assert names[:3] == [
-        "efficacy (edit prompt)", "generalisation (held-out)", "specificity (neighbours kept)",
+        "efficacy (edit prompt)",
+        "generalisation (held-out)",
+        "specificity (neighbours kept)",
     ]
     assert "score (mean of the 3)" in names and "recommended" in names
     assert names.count("W2(source, target) / mean ‖h‖") == 1
@@ -133,15 +163,23 @@ def test_default_sweep_prompts_hold_out_whole_templates() -> None:
 def test_sites_and_input_errors(model) -> None:
     sites = sweep_sites(model, [0, 29], include_final=True)
     assert [s.hook for s in sites] == [
-        "blocks.0.hook_resid_post", "blocks.29.hook_resid_post", FINAL_SITE,
+        "blocks.0.hook_resid_post",
+        "blocks.29.hook_resid_post",
+        FINAL_SITE,
     ]
     with pytest.raises(SiteError, match="do not exist"):
         sweep_sites(model, [30])
     with pytest.raises(SiteError, match="unknown site kinds"):
         sweep_sites(model, [1], ["resid_mid"])
     with pytest.raises(DistributionError, match="also fitting prompts"):
-        layer_sweep(model, REQUEST, ["The native language of {} is"],
-                    ["Rain fell. The native language of {} is"], ["x is"], layers=[1])
+        layer_sweep(
+            model,
+            REQUEST,
+            ["The native language of {} is"],
+            ["Rain fell. The native language of {} is"],
+            ["x is"],
+            layers=[1],
+        )
 
 
 PARAS = [
@@ -193,8 +231,10 @@ def test_fast_evaluation_equals_full_steered_passes(model, small_sweep: SweepRes
         with steered(model, [small_sweep.edit(r.site)]):
             acts = collect_activations(model, prompts, [FINAL_SITE], predict=True)
         tokens = [model.tokenizer.decode([int(t)]) for t in acts.predictions]
-        assert tokens == r.predictions["edit"] + r.predictions["held_out"] + r.predictions[
-            "neighbours"], r.site
+        assert (
+            tokens
+            == r.predictions["edit"] + r.predictions["held_out"] + r.predictions["neighbours"]
+        ), r.site
 
 
 @pytest.mark.slow
@@ -203,7 +243,10 @@ def test_sweep_page_with_model(model, small_sweep: SweepResult, tmp_path) -> Non
     assert [f.name for f in page.figures] == ["layer-sweep", "distributions", "displacement"]
     dist = page.figures[1].figure
     assert [t.name for t in dist.data if t.mode == "markers"] == [
-        "source", "target", "transported T(source)", "out of scope",
+        "source",
+        "target",
+        "transported T(source)",
+        "out of scope",
     ]
     disp = page.figures[2].figure
     assert [t.name for t in disp.data].count("promoted") == 1
@@ -222,8 +265,18 @@ def test_gated_sweep_uses_the_router(model) -> None:
         def hooks(self) -> list:
             return []
 
-    result = layer_sweep(model, REQUEST, PARAS[:3], HELD[:1], NEAR[:1], layers=[29],
-                         include_final=False, router_factory=lambda e: RejectAll())
+    result = layer_sweep(
+        model,
+        REQUEST,
+        PARAS[:3],
+        HELD[:1],
+        NEAR[:1],
+        layers=[29],
+        include_final=False,
+        router_factory=lambda e: RejectAll(),
+    )
     (r,) = result.layers
     assert result.gated and result.timings["fast_eval"] == 0.0
-    assert r.specificity == 1.0 and r.efficacy == 0.0 and r.neighbour_kl == pytest.approx(0, abs=1e-6)
+    assert (
+        r.specificity == 1.0 and r.efficacy == 0.0 and r.neighbour_kl == pytest.approx(0, abs=1e-6)
+    )

@@ -221,11 +221,12 @@ def test_analysis_figure_renders_in_headless_chromium(server: str, site: Path, t
 def test_maths_is_typeset_offline(server: str, tmp_path: Path) -> None:
     dom = _chromium(tmp_path, "--dump-dom", f"{server}/concepts/maps/")
     assert dom.count("<mjx-container") >= 5, "MathJax did not typeset the maths"
-    assert "merror" not in dom, "MathJax reported a TeX error"
+    assert '<g data-mml-node="merror"' not in dom, "MathJax reported a TeX error"
 
 
 def test_notebook_page_renders_its_figure(server: str, site: Path, tmp_path: Path) -> None:
     page = "notebooks/01_quickstart_edit/"
     assert (site / page / "index.html").is_file()
     dom = _chromium(tmp_path, "--dump-dom", f"{server}/{page}")
-    assert "main-svg" in dom, "the notebook's plotly figure was not drawn"
+    assert 'class="main-svg"' in dom, "the notebook's plotly figure was not drawn"
+    assert "<mjx-container" in dom, "the notebook's markdown maths was not typeset"

@@ -71,7 +71,7 @@ def roc_curve(distances: Any, labels: Any) -> RocCurve:
     order = np.sort(d[y]), np.sort(d[~y])
     tpr = np.searchsorted(order[0], thresholds, side="right") / pos
     fpr = np.searchsorted(order[1], thresholds, side="right") / neg
-    auc = float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids: ties count 1/2
     return RocCurve(fpr, tpr, thresholds, auc)
 
 
@@ -113,7 +113,7 @@ def plot_gate_calibration(
     d, y = _arrays(distances, labels)
     curve = roc_curve(d, y)
     chosen = threshold is not None
-    t = float(threshold) if chosen else best_threshold(d, y)
+    t = float(threshold) if threshold is not None else best_threshold(d, y)
     fpr_t, tpr_t = curve.rates_at(t)
     fig = make_subplots(
         rows=1,

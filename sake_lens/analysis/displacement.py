@@ -108,7 +108,7 @@ def _spectrum_trace(values: Tensor) -> go.Scatter:
     return go.Scatter(
         x=list(range(1, len(values) + 1)),
         y=values.tolist(),
-        mode="lines+markers",
+        mode="markers",
         name="eigenvalues of A − I",
         marker={"size": 4, "color": COLORS["transported"]},
         line={"color": COLORS["transported"]},
@@ -275,32 +275,41 @@ def plot_displacement(
     lens = logit_lens(model, map, site, k=k) if model is not None and site else None
     if lens is not None:
         panels += ["promoted tokens", "demoted tokens"]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.09)
-    col = 1
+    cols = 2 if len(panels) >= 3 else len(panels)  # a 2 x 2 grid fits a docs column
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=panels,
+        horizontal_spacing=0.16,
+        vertical_spacing=0.2 if rows > 1 else 0.1,
+    )
+    cells = iter([(r, c) for r in range(1, rows + 1) for c in range(1, cols + 1)])
     if groups:
+        r, c = next(cells)
         for trace in plot_displacement_norms(map, groups, prompts=prompts).data:
-            fig.add_trace(trace, row=1, col=col)
-        fig.update_yaxes(title_text="‖T(h) − h‖", rangemode="tozero", row=1, col=col)
-        col += 1
-    fig.add_trace(_spectrum_trace(map_spectrum(map)), row=1, col=col)
-    fig.update_xaxes(title_text="direction (sorted by |λ|)", row=1, col=col)
-    fig.update_yaxes(title_text="eigenvalue of A − I", row=1, col=col)
-    col += 1
+            fig.add_trace(trace, row=r, col=c)
+        fig.update_yaxes(title_text="‖T(h) − h‖", rangemode="tozero", row=r, col=c)
+    r, c = next(cells)
+    fig.add_trace(_spectrum_trace(map_spectrum(map)), row=r, col=c)
+    fig.update_xaxes(title_text="direction (sorted by |λ|)", row=r, col=c)
+    fig.update_yaxes(title_text="eigenvalue of A − I", row=r, col=c)
     if lens is not None:
         for trace in _lens_traces(lens):
-            fig.add_trace(trace, row=1, col=col)
-            fig.update_yaxes(autorange="reversed", row=1, col=col)
-            fig.update_xaxes(title_text="Δ logit", row=1, col=col)
-            col += 1
+            r, c = next(cells)
+            fig.add_trace(trace, row=r, col=c)
+            fig.update_yaxes(autorange="reversed", row=r, col=c)
+            fig.update_xaxes(title_text="Δ logit", row=r, col=c)
     fig.add_annotation(
         text=_diagnostics_text(map),
         showarrow=False,
         xref="paper",
         yref="paper",
         x=0,
-        y=-0.22,
+        y=-0.22 / rows,
         xanchor="left",
+        yanchor="top",
         font={"size": 11},
     )
-    fig.update_layout(showlegend=False, height=420, margin={"b": 90})
+    fig.update_layout(showlegend=False, height=380 * rows + 60, margin={"b": 90})
     return apply_theme(fig, title=title or "Transport displacement")

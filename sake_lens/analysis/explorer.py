@@ -109,6 +109,7 @@ class Explorer:
         self.figures: dict[str, go.Figure] = {}
         self.updates = 0
         self._busy = False
+        self._features: Any = None  # the gate's feature cache, made on first use
 
         first = self.entries[0][0]
         self.edit_picker = widgets.Dropdown(
@@ -247,7 +248,9 @@ class Explorer:
         if scope is not None and feature is not None and self.model is not None:
             from ..gate.scope import FeatureCache
 
-            features = FeatureCache(self.model)
+            if self._features is None:
+                self._features = FeatureCache(self.model)
+            features = self._features
             d_in = scope.distance(features(source, feature))
             d_out = scope.distance(features(oos, feature))
             d_probe = float(scope.distance(features([probe], feature))[0])

@@ -92,7 +92,7 @@ def plot_edit_overview(
 @torch.no_grad()
 def probe_outcomes(
     model: Any,
-    edits: Sequence[Edit],
+    edits: Sequence[Edit] | Any,
     probes: Mapping[str, Sequence[str]] | None = None,
     *,
     router: Router | None = None,
@@ -105,9 +105,17 @@ def probe_outcomes(
     per edit, in the edits' order, e.g. a held-out paraphrase) scores each edit on its own
     prompt of that column.
 
+    ``edits`` may be an ``EditBook``: its enabled edits are served behind their scope gates
+    (``book.router(model)``), as in production.
+
     Returns:
         ``(edit_ids, probe_names, outcomes)`` for :func:`plot_edit_overview`.
     """
+    if hasattr(edits, "active_edits") and hasattr(edits, "router"):
+        book = edits
+        edits = book.active_edits()
+        if router is None and edits:
+            router = book.router(model)
     from ..steer.generation import generate
 
     if not edits:

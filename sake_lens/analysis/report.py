@@ -102,15 +102,17 @@ def sweep_page(result: SweepResult, *, model: Any = None, title: str | None = No
         )
     )
     edit = result.edits.get(best.site)
-    if model is not None and edit is not None and edit.source_acts is not None:
+    if (
+        model is not None
+        and edit is not None
+        and edit.source_acts is not None
+        and edit.target_acts is not None
+    ):
         neighbours = result.prompts["neighbours"]
         oos = collect_activations(model, neighbours, [edit.site])[edit.site.hook]
-        prompts = {
-            "source": edit.prompts.source if edit.prompts else None,
-            "target": edit.prompts.kept_target if edit.prompts else None,
-            "out_of_scope": neighbours,
-        }
-        prompts = {k: v for k, v in prompts.items() if v is not None}
+        prompts: dict[str, list[str]] = {"out_of_scope": neighbours}
+        if edit.prompts is not None:
+            prompts.update(source=edit.prompts.source, target=edit.prompts.kept_target)
         page.add_text(f"## At the recommended site, {_code(best.site)}")
         page.add_figure(
             plot_distributions(
@@ -145,6 +147,9 @@ def book_entries(book: Any) -> list[tuple[Edit, Any]]:
     edits."""
     if isinstance(book, Edit):
         return [(book, None)]
+    entries = getattr(book, "entries", None)  # EditBook: BookEntry objects (edit, scope)
+    if isinstance(entries, list) and all(hasattr(e, "edit") for e in entries):
+        return [(e.edit, getattr(e, "scope", None)) for e in entries]
     if isinstance(book, (list, tuple)):
         return [(e, None) if isinstance(e, Edit) else tuple(e) for e in book]  # type: ignore[misc]
     edits = getattr(book, "edits", None)

@@ -329,6 +329,16 @@ def _gaussian_w2(xs: Tensor, xt: Tensor) -> float:
     return float(w2_sq.sqrt())
 
 
+def _keep_last_position(act: Tensor, hook: Any) -> Tensor:
+    """Pass only the last position on to the unembedding: the sweep reads next-token logits
+    only, and unembedding every position (49k x 576 per token) costs ~8 blocks of SmolLM2."""
+    return act[:, -1:, :]
+
+
+def _last_only(model: Any) -> list[tuple[str, Any]]:
+    return [(FINAL_SITE, _keep_last_position)] if FINAL_SITE in model.hook_dict else []
+
+
 class _Outcomes:
     """Per-prompt outcomes of one steered (or unsteered) evaluation."""
 
@@ -378,16 +388,17 @@ def _evaluate(
         return fn
 
     hooks = [(f"blocks.{s}.hook_resid_pre", capture(s)) for s in sorted(starts)] if fast else []
+    last_only = _last_only(model)
     for idx in batches:
         batch = tokenize_batch(model, [prompts[i] for i in idx], prepend_bos=prepend_bos)
         rows, mask = torch.tensor(idx), batch.attention_mask
         resid.clear()
-        with model.hooks(fwd_hooks=hooks):
+        with model.hooks(fwd_hooks=hooks + last_only):
             base_lp = torch.log_softmax(model(batch.tokens, attention_mask=mask)[:, -1].float(), -1)
         base.record(rows, base_lp, new, old, None)
         for edit, out in zip(edits, outs):
             router = router_factory(edit) if router_factory is not None else None
-            with steered(model, [edit], router=router):
+            with steered(model, [edit], router=router), model.hooks(fwd_hooks=last_only):
                 if fast:
                     start = edit.site.layer if edit.site.layer is not None else n_layers - 1
                     logits = model(resid[start].clone(), start_at_layer=start, attention_mask=mask)
@@ -482,6 +493,7 @@ def layer_sweep(
         batch_size=batch_size,
         predict=True,
         progress=progress,
+        extra_hooks=_last_only(model),
     )
     t_collect = time.perf_counter()
     n_src = len(prompts.source)
@@ -501,7 +513,7 @@ def layer_sweep(
         )
     source_purity = _rate([starts_object(t, request.old) for t in decoded[:n_src]])
     keep = torch.tensor([True] * n_src + prompts.kept)
-    common = dict(
+    common: dict[str, Any] = dict(
         request=request,
         model_id=get_model_id(model),
         d_model=int(model.cfg.d_model),
@@ -528,7 +540,7 @@ def layer_sweep(
                 site=site,
                 map=fitted,
                 config=site_config,
-                source_acts=xs,  # type: ignore[arg-type]
+                source_acts=xs,
                 target_acts=xt,
                 **common,
             )

@@ -144,11 +144,12 @@ def plot_sweep(result: SweepResult, *, title: str | None = None) -> go.Figure:
     fig.add_annotation(
         text=f"{RECOMMENDED_PREFIX}{best.site} (score {best.score:.2f})",
         x=bx,
-        y=1.02,
+        y=1.0,
         xref="x",
         yref="y domain",
         showarrow=False,
-        yanchor="bottom",
+        yanchor="top",
+        xanchor="right" if bx > (max(xs) + min(xs)) / 2 else "left",
         font={"color": COLORS["recommended"], "size": 12},
     )
     gate = "gated" if result.gated else "ungated (every prompt steered)"
@@ -165,16 +166,25 @@ def plot_sweep(result: SweepResult, *, title: str | None = None) -> go.Figure:
         align="left",
         font={"size": 11},
     )
-    fig.update_yaxes(title_text="rate", range=[-0.05, 1.1], row=1, col=1)
+    fig.update_yaxes(title_text="rate", range=[-0.05, 1.3], row=1, col=1)
     fig.update_yaxes(title_text="W2 / mean ‖h‖", rangemode="tozero", row=2, col=1)
     fig.update_yaxes(title_text="cond(A)", type="log", row=3, col=1)
-    fig.update_xaxes(tickmode="array", tickvals=xs, ticktext=labels, row=3, col=1)
+    fig.update_xaxes(
+        tickmode="array",
+        tickvals=xs,
+        ticktext=labels,
+        tickangle=-90 if len(xs) > 16 else 0,
+        tickfont={"size": 10},
+        row=3,
+        col=1,
+    )
     fig.update_xaxes(title_text="layer (site)", row=3, col=1)
     fig.update_layout(
         height=720,
-        margin={"b": 150},
         hovermode="x unified",
         meta={"recommended": result.recommended, "rule": result.rule},
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+        margin={"t": 130, "b": 150},
     )
     return apply_theme(
         fig,

@@ -21,6 +21,8 @@ _COMMAND_MODULES = (
     "info",
     "demo",
     "edit",
+    "edits",
+    "generate",
     "sweep",
     "report",
     "publish",

@@ -84,17 +84,29 @@ def with_space(prompt: str, obj: str) -> str:
 
 
 def verified_table(model: Any, records: Sequence[EvalRecord]) -> Any:
-    """The attribute-table rows ``model`` knows, among the attributes the records' implication
-    probes need (None when no record has implication probes)."""
+    """The attribute-table rows ``model`` knows, among those the records' implication probes
+    walk through (None when no record has implication probes). Only the rows needed are checked
+    (one short forward pass per 64 rows)."""
     from ..prompts.implications import implication_probes, verify_attribute_table
+    from ..prompts.text import normalize
+    from ..prompts.world import DEFAULT_TABLE
 
-    attributes: set[str] = set()
-    for r in records:
-        for p in implication_probes(r.request):
-            attributes.update(p.relation_chain[1:])
-    if not attributes:
+    index = {(normalize(r.entity), r.attribute): r for r in DEFAULT_TABLE.rows}
+    needed: dict[tuple[str, str], Any] = {}
+    for record in records:
+        req = record.request
+        for probe in implication_probes(req):
+            for start in (req.old, req.new):
+                value: str | None = start
+                for attribute in probe.relation_chain[1:]:
+                    row = index.get((normalize(DEFAULT_TABLE.canonical(value or "")), attribute))
+                    if row is None:
+                        break
+                    needed[(normalize(row.entity), attribute)] = row
+                    value = row.value
+    if not needed:
         return None
-    return verify_attribute_table(model, attributes=sorted(attributes))
+    return verify_attribute_table(model, DEFAULT_TABLE.subset(list(needed.values())))
 
 
 def build_probes(

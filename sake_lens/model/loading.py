@@ -134,6 +134,9 @@ def _boot(
 ) -> Any:
     from transformer_lens.model_bridge import TransformerBridge
 
+    from .patches import apply_bridge_patches
+
+    apply_bridge_patches()  # KV-cached generation is wrong without it (docs/upstream/)
     bridge = TransformerBridge.boot_transformers(
         name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
     )

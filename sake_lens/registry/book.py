@@ -182,6 +182,7 @@ class EditBook:
         gate: GateConfig | None = None,
         embedder: SentenceEmbedder | None = None,
         strict: bool = True,
+        features: FeatureCache | None = None,
     ) -> EditBook:
         """Open the registry at ``path`` (an empty one when ``create`` and none exists).
 
@@ -192,7 +193,9 @@ class EditBook:
                 model id and BOS convention).
         """
         path = Path(path)
-        book = cls(model=model, gate=gate, embedder=embedder, path=path, strict=strict)
+        book = cls(
+            model=model, gate=gate, embedder=embedder, path=path, strict=strict, features=features
+        )
         with locked(path, exclusive=False):
             manifest = read_manifest(path)
             if manifest is None:
@@ -441,7 +444,7 @@ class EditBook:
                     f"{old.request.text!r}; add it as a new edit instead."
                 )
         else:
-            model = model or self.model
+            model = model if model is not None else self.model
             if model is None:
                 raise RegistryError(
                     "revise() refits the edit's map and needs the model: pass model=... or open "
@@ -516,7 +519,7 @@ class EditBook:
 
     def router(self, model: Any = None) -> ScopeRouter:
         """The router of the enabled edits (cached until the book changes)."""
-        model = model or self.model
+        model = model if model is not None else self.model
         if self._router is None or (model is not None and self._router.tokenizer is None):
             active = self._active()
             if not active:
@@ -525,14 +528,14 @@ class EditBook:
                 [e.edit for e in active],
                 [e.scope for e in active if e.scope is not None],
                 model=model,
-                embedder=self.features.embedder,
+                embedder=getattr(self.features, "embedder", None),
             )
         return self._router
 
     @contextmanager
     def steer(self, model: Any = None) -> Iterator[Any]:
         """Context manager: ``model`` with every enabled edit applied behind its gate."""
-        model = model or self.model
+        model = model if model is not None else self.model
         if model is None:
             raise RegistryError("steer() needs the model: book.steer(model).")
         edits = self.active_edits()

@@ -39,7 +39,14 @@ from ..errors import GenerationError
 from ..model.patches import apply_bridge_patches
 from ..model.tokens import tokenize_batch
 
-__all__ = ["GenerationStep", "current_step", "generate", "generate_tokens", "kv_cache_is_correct"]
+__all__ = [
+    "GenerationStep",
+    "current_step",
+    "publish_step",
+    "generate",
+    "generate_tokens",
+    "kv_cache_is_correct",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +100,16 @@ def current_step() -> GenerationStep | None:
 
 
 @contextmanager
-def _publish(step: GenerationStep) -> Iterator[None]:
+def publish_step(step: GenerationStep) -> Iterator[None]:
+    """Make ``step`` what :func:`current_step` returns inside the block (for custom loops)."""
     token = _STEP.set(step)
     try:
         yield
     finally:
         _STEP.reset(token)
+
+
+_publish = publish_step  # former private name, still imported by sake_lens.evaluate.scoring
 
 
 def _hf_model(model: Any) -> Any:
@@ -113,6 +124,10 @@ def _hf_model(model: Any) -> Any:
 
 def _forward(model: Any, tokens: Tensor, mask: Tensor, positions: Tensor, cache: Any) -> Tensor:
     """One bridge forward; ``cache`` (a transformers Cache) is extended in place."""
+    if getattr(model, "original_model", None) is None:
+        # A legacy HookedTransformer (TransformerLens 3.x) derives positions from the mask
+        # itself and has no HF cache: always the uncached path.
+        return model(tokens, return_type="logits", attention_mask=mask)
     kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": positions}
     if cache is None:
         kwargs["use_cache"] = False
@@ -186,7 +201,8 @@ def _pad_rows(rows: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Ten
 
 def _eos_ids(model: Any) -> set[int]:
     ids = {model.tokenizer.eos_token_id}
-    config_ids = getattr(getattr(_hf_model(model), "generation_config", None), "eos_token_id", None)
+    hf = getattr(model, "original_model", None)
+    config_ids = getattr(getattr(hf, "generation_config", None), "eos_token_id", None)
     ids.update(config_ids if isinstance(config_ids, (list, tuple)) else [config_ids])
     return {int(i) for i in ids if i is not None}
 
@@ -227,7 +243,7 @@ def generate_tokens(
         raise GenerationError(
             f"max_new_tokens and temperature must be >= 0; got {max_new_tokens}, {temperature}."
         )
-    _hf_model(model)  # raises unless model is a TransformerBridge
+    is_bridge = getattr(model, "original_model", None) is not None
     hooks = _check_hooks(model, fwd_hooks)
     pad = int(model.tokenizer.pad_token_id or 0)
     tokens, mask = _pad_rows(prompt_tokens, pad, model.cfg.device)  # (batch, width) each
@@ -240,7 +256,7 @@ def generate_tokens(
     lengths = tuple(int(n) for n in mask.sum(1))
     pads = tuple(tokens.shape[1] - n for n in lengths)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # each row's own positions
-    cached = use_kv_cache and kv_cache_is_correct(model)
+    cached = use_kv_cache and is_bridge and kv_cache_is_correct(model)
     cache = _new_cache(model) if cached else None
     eos = torch.tensor(sorted(_eos_ids(model)), device=tokens.device)
     generator = None
@@ -253,7 +269,7 @@ def generate_tokens(
         for step in range(max_new_tokens):
             start = tokens.shape[1] - 1 if (cached and step > 0) else 0
             info = GenerationStep(step, cached, lengths, pads, start, tokens.shape[1] - start)
-            with _publish(info):
+            with publish_step(info):
                 logits = _forward(model, tokens[:, start:], mask, positions[:, start:], cache)
             last = logits[:, -1, :].float()  # (batch, vocab)
             if generator is None:

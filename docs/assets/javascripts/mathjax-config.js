@@ -8,9 +8,10 @@ window.MathJax = {
     processEnvironments: true,
   },
   options: {
-    // Only typeset what arithmatex marked, and notebook markdown cells.
-    ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex|jp-RenderedMarkdown|jp-MarkdownOutput",
+    // Only typeset what arithmatex marked and notebook markdown cells: the page is ignored
+    // (its containers' classes), those elements re-enabled with all their children.
+    ignoreHtmlClass: "md-container|md-header",
+    processHtmlClass: "arithmatex|jp-RenderedMarkdown",
     enableMenu: false,
   },
   svg: { fontCache: "global" },

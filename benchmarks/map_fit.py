@@ -20,13 +20,17 @@ Usage::
 
     python benchmarks/map_fit.py --dims 576 1600 4096 --n 300 --repeats 3 --device cpu
 
-Prints a markdown table and one JSON line.
+Prints a markdown table and one JSON line. Wall times depend on what else runs on the machine:
+on a shared CPU, oversubscribed OpenMP threads spin (2 threads on a loaded 2-core box ran the
+fit ~20x slower than 1 thread); set ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+MKL_NUM_THREADS=1`` there, and compare the CPU seconds, which load changes much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -84,13 +88,13 @@ def _max_rel(out: np.ndarray, ref: np.ndarray) -> float:
 def bench_one(d: int, n: int, repeats: int, device: str, run_pot: bool) -> dict[str, Any]:
     xs, xt = make_data(n, d)
     xs_dev, xt_dev = xs.to(device), xt.to(device)
-    times, mem = [], None
+    times, cpu_times, mem = [], [], None
     m = GaussianMap()
     for i in range(repeats):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         if i == 0 and not device.startswith("cuda"):
             m, mem = _peak_extra_bytes(lambda: GaussianMap().fit(xs_dev, xt_dev))
         else:
@@ -99,12 +103,14 @@ def bench_one(d: int, n: int, repeats: int, device: str, run_pot: bool) -> dict[
             torch.cuda.synchronize()
             mem = torch.cuda.max_memory_allocated()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     diag = m.diagnostics()
     row: dict[str, Any] = {
         "d": d,
         "n": n,
         "fit_s_best": min(times),
         "fit_s_median": statistics.median(times),
+        "fit_cpu_s_best": min(cpu_times),
         "fit_peak_mb": None if mem is None else mem / 1e6,
         "stored_mb": m.nbytes() / 1e6,
         "rank": int(diag["rank"]),
@@ -128,9 +134,10 @@ def bench_one(d: int, n: int, repeats: int, device: str, run_pot: bool) -> dict[
 
         xs_np, xt_np = xs.double().numpy(), xt.double().numpy()
         lt = ot.da.LinearTransport(reg=diag["eps"])
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         lt, pot_mem = _peak_extra_bytes(lambda: lt.fit(Xs=xs_np, Xt=xt_np))
         row["pot_fit_s"] = time.perf_counter() - t0
+        row["pot_fit_cpu_s"] = time.process_time() - c0
         row["pot_peak_mb"] = None if pot_mem is None else pot_mem / 1e6
         row["pot_stored_mb"] = (lt.A_.nbytes + lt.A1_.nbytes + lt.B_.nbytes) / 1e6
         row["speedup"] = row["pot_fit_s"] / row["fit_s_best"]
@@ -165,14 +172,17 @@ def main(argv: list[str] | None = None) -> None:
         for d in args.dims
     ]
     print(
-        "| d | n | sake fit s (best / median) | POT fit s | speed-up | sake peak MB | POT peak MB "
-        "| stored MB sake / POT | rank | max rel err f32 / f64 | transform ms (32×d, f32) |"
+        "| d | n | sake fit s (best / median) [CPU s] | POT fit s [CPU s] | speed-up "
+        "| sake peak MB | POT peak MB | stored MB sake / POT | rank | max rel err f32 / f64 "
+        "| transform ms (32×d, f32) |"
     )
     print("|" + "---|" * 11)
     for r in rows:
         print(
             f"| {r['d']} | {r['n']} | {r['fit_s_best']:.2f} / {r['fit_s_median']:.2f} "
-            f"| {_fmt(r.get('pot_fit_s'), '.2f')} | {_fmt(r.get('speedup'), '.0f')}× "
+            f"[{r['fit_cpu_s_best']:.2f}] "
+            f"| {_fmt(r.get('pot_fit_s'), '.2f')} [{_fmt(r.get('pot_fit_cpu_s'), '.2f')}] "
+            f"| {_fmt(r.get('speedup'), '.0f')}× "
             f"| {_fmt(r['fit_peak_mb'], '.0f')} | {_fmt(r.get('pot_peak_mb'), '.0f')} "
             f"| {r['stored_mb']:.2f} / {_fmt(r.get('pot_stored_mb'), '.1f')} | {r['rank']} "
             f"| {_fmt(r.get('max_rel_err_f32'), '.1e')} / {_fmt(r.get('max_rel_err_f64'), '.1e')} "
@@ -183,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
         "device": args.device,
         "machine": platform.machine(),
+        "blas_threads_env": {
+            k: os.environ.get(k)
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        },
+        "loadavg_1min_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     print(json.dumps({"benchmark": "map_fit", **meta, "rows": rows}))
 

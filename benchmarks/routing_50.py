@@ -40,7 +40,7 @@ from sake_lens import EditRequest, load_model
 from sake_lens.errors import SakeLensError
 from sake_lens.gate import FeatureCache, GateConfig, SentenceEmbedder, auroc
 from sake_lens.model.tokens import starts_object, tokenize_batch
-from sake_lens.registry import EditBook
+from sake_lens.registry import EditBook, load_edit, save_edit
 from sake_lens.steer.workflow import make_edit
 
 DATA = Path("/work/shared/data/counterfact/dev.json")
@@ -63,6 +63,7 @@ GENERIC_TEST = (
 
 GATES: dict[str, GateConfig] = {
     "embedding/euclidean": GateConfig(kind="embedding", metric="euclidean"),
+    "embedding[full text]/euclidean": GateConfig(kind="embedding", metric="euclidean", text="full"),
     "embedding/nearest": GateConfig(kind="embedding", metric="nearest"),
     "embedding/cosine": GateConfig(kind="embedding", metric="cosine"),
     "embedding/mahalanobis": GateConfig(kind="embedding", metric="mahalanobis"),
@@ -77,6 +78,16 @@ GATES: dict[str, GateConfig] = {
 
 def fit_edits(model: Any, args: argparse.Namespace) -> tuple[list[Any], list[dict[str, Any]], int]:
     records = json.loads(DATA.read_text())
+    cache = None
+    if args.cache:
+        cache = Path(args.cache) / f"n{args.n_edits}-p{args.n_paraphrases}-s{args.seed}"
+        if (cache / "records.json").is_file():
+            meta = json.loads((cache / "records.json").read_text())
+            by_id = {r["case_id"]: r for r in records}
+            edits = [
+                load_edit(cache / f"{i:03d}", model=model) for i in range(len(meta["case_ids"]))
+            ]
+            return edits, [by_id[c] for c in meta["case_ids"]], meta["skipped"]
     order = list(range(len(records)))
     random.Random(args.seed).shuffle(order)
     edits, used, skipped = [], [], 0
@@ -93,6 +104,11 @@ def fit_edits(model: Any, args: argparse.Namespace) -> tuple[list[Any], list[dic
             continue
         edits.append(edit)
         used.append(r)
+    if cache is not None:
+        for i, edit in enumerate(edits):
+            save_edit(edit, cache / f"{i:03d}")
+        ids = [r["case_id"] for r in used]
+        (cache / "records.json").write_text(json.dumps({"case_ids": ids, "skipped": skipped}))
     return edits, used, skipped
 
 
@@ -150,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gates", default="all", help="comma-separated names of GATES, or 'all'")
     p.add_argument("--default-gate", default="embedding/euclidean")
+    p.add_argument("--cache", default=None, help="folder to keep the fitted edits in (reruns)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(args.seed)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="darrieux-layer-sweep", help="page name under analyses/")
-    parser.add_argument("--layers", type=int, nargs="*", default=list(range(0, 30, 3)) + [29])
+    parser.add_argument("--layers", type=int, nargs="*", default=[*range(0, 30, 3), 29])
     parser.add_argument("--fast", action="store_true", help="fewer paraphrases")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -41,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = sl.load_model(device="cpu")
     request = sl.EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
     n_fit, n_held = (8, 4) if args.fast else (24, 8)
-    paras = [p for p in default_paraphrases(request, n=n_fit + n_held + 1, seed=0) if p != request.text]
+    paras = [
+        p for p in default_paraphrases(request, n=n_fit + n_held + 1, seed=0) if p != request.text
+    ]
     fit, held = paras[:n_fit], paras[n_fit : n_fit + n_held]
     neighbours = [
         "The mother tongue of Victor Hugo is",

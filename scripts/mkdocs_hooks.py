@@ -5,6 +5,9 @@
   the full, grouped API section.
 * **Notebooks** — ``notebooks/*.ipynb`` are stored once, at the repository root, and added to
   the site as ``notebooks/<name>.ipynb`` without copying (mkdocs-jupyter renders them).
+* **Sphinx roles in docstrings** — ``:class:`~sake_lens.x.Y``` and friends (the docstrings are
+  Google style but use these roles) are rendered as code, linked to the object's API page when
+  it is public.
 * **plotly.js** — copied from the installed ``plotly`` package to
   ``assets/javascripts/plotly.min.js`` so figures render offline (the theme override loads it
   in ``<head>``, before any inline figure script runs).
@@ -13,13 +16,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
+import gen_api_pages  # beside this file: mkdocs puts the hook's folder on sys.path
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
-
-import gen_api_pages  # beside this file: mkdocs puts the hook's folder on sys.path
 
 log = logging.getLogger("mkdocs.hooks.sake_lens")
 
@@ -27,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 PLOTLY_JS = "assets/javascripts/plotly.min.js"
 API_PLACEHOLDER = f"{gen_api_pages.API_DIR}/index.md"
+# ":class:`~a.b.C`" as Python-Markdown renders it inside a docstring.
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj|const):<code>(~?)([\w.]+)</code>")
+_public: dict[str, str] = {}  # public name -> docs-relative page
 
 
 def _expand_api(nav: Any) -> bool:
@@ -47,12 +53,16 @@ def _expand_api(nav: Any) -> bool:
 
 def on_config(config: Any) -> Any:
     if config.nav is not None and not _expand_api(config.nav):
-        log.warning("mkdocs.yml nav has no '%s' entry: the API pages are not in the nav", API_PLACEHOLDER)
+        log.warning(
+            "mkdocs.yml nav has no '%s' entry: the API pages are not in the nav", API_PLACEHOLDER
+        )
     return config
 
 
 @event_priority(100)  # before mkdocs-jupyter wraps the notebook files
 def on_files(files: Files, config: Any) -> Files:
+    _public.clear()
+    _public.update({o.name: o.page for o in gen_api_pages.api_objects()})
     for rel, text in gen_api_pages.api_pages().items():
         files.append(File.generated(config, rel, content=text))
     for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
@@ -69,6 +79,20 @@ def on_files(files: Files, config: Any) -> Files:
     js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     files.append(File.generated(config, PLOTLY_JS, abs_src_path=str(js)))
     return files
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    def replace(m: re.Match[str]) -> str:
+        tilde, target = m.groups()
+        name = target.rsplit(".", 1)[-1]
+        shown = name if tilde else target
+        page_path = _public.get(name)
+        file = files.get_file_from_path(page_path) if page_path else None
+        if file is None or file is page.file:
+            return f"<code>{shown}</code>"
+        return f'<a href="{file.url_relative_to(page.file)}"><code>{shown}</code></a>'
+
+    return _ROLE.sub(replace, html)
 
 
 def on_serve(server: Any, config: Any, builder: Any) -> Any:

@@ -218,3 +218,56 @@ def test_published_page_builds_with_mkdocs_material(site: Path) -> None:
     assert [c[0] for c in calls] == ["a-figure", "a-figure-2"]
     json.loads(calls[0][1])  # the data survived markdown untouched
     assert "<p><div" not in html
+
+
+@pytest.mark.slow
+def test_report_and_explorer_on_a_saved_registry(model, site: Path, tmp_path: Path) -> None:
+    """`sake-lens report` on a real EditBook, then `publish --report`; the explorer opens it."""
+    from sake_lens.analysis import Explorer
+    from sake_lens.prompts.request import EditRequest
+    from sake_lens.registry import EditBook
+    from sake_lens.steer.edit import fit_edit
+
+    request = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
+    edit = fit_edit(
+        model,
+        request,
+        [
+            "The native language of {} is",
+            "{} grew up speaking",
+            "{}'s first language is",
+            "From birth, {} spoke",
+        ],
+    )
+    book = EditBook.open(tmp_path / "edits", model=model, create=True)
+    book.add(edit)
+    book.save()
+
+    out = tmp_path / "report.html"
+    assert cli_main(["report", "--edits", str(tmp_path / "edits"), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "Danielle Darrieux: French → English" in html and "Scope gate" in html
+    assert html.count('class="plotly-graph-div"') == 1
+    assert (
+        cli_main(
+            [
+                "publish",
+                "--report",
+                str(out),
+                "--docs",
+                str(site / "docs/analyses/reg"),
+                "--mkdocs",
+                str(site / "mkdocs.yml"),
+            ]
+        )
+        == 0
+    )
+    assert _nav(site / "mkdocs.yml")[-1] == {
+        "Analyses": [{"Edits in " + str(tmp_path / "edits"): "analyses/reg.md"}]
+    }
+
+    loaded = EditBook.open(tmp_path / "edits", model=model)
+    ex = Explorer(model, loaded, sites=["ln_final.hook_out", "blocks.25.hook_resid_post"])
+    gate = ex.figures["gate"]
+    assert any(s.type == "line" for s in gate.layout.shapes)  # the scope's threshold
+    assert "distance" in gate.layout.xaxis.title.text

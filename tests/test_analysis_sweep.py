@@ -17,8 +17,9 @@ from sake_lens.analysis import (
     plot_sweep,
     sweep_page,
 )
-from sake_lens.analysis.sweep import _rank_key, sweep_sites
+from sake_lens.analysis.sweep import sweep_sites
 from sake_lens.analysis.sweep_plot import RECOMMENDED_PREFIX
+from sake_lens.analysis.sweep_result import rank_key
 from sake_lens.cli.sweep import parse_layers
 from sake_lens.errors import DistributionError, SakeLensError, SiteError
 from sake_lens.model.sites import FINAL_SITE
@@ -62,7 +63,7 @@ def synthetic_result(layers: list[LayerResult] | None = None) -> SweepResult:
         layer("blocks.1.hook_resid_post", 1, 1, 0.5, 0.5, cond=math.inf),
         layer(FINAL_SITE, None, 1, 0.5, 0.75),
     ]
-    best = min(layers, key=_rank_key)
+    best = min(layers, key=rank_key)
     return SweepResult(
         request=REQUEST,
         model_id="fake",
@@ -89,7 +90,7 @@ def test_recommendation_rule_and_ties() -> None:
         layer("blocks.1.hook_resid_post", 1, 1, 0, 1, p_new=0.3, cond=100),
         layer("blocks.2.hook_resid_post", 2, 1, 0, 1, p_new=0.3, cond=20),
     ]
-    assert min(tie, key=_rank_key).site == "blocks.2.hook_resid_post"  # P(new), then cond
+    assert min(tie, key=rank_key).site == "blocks.2.hook_resid_post"  # P(new), then cond
 
 
 def test_result_json_round_trip(tmp_path) -> None:
@@ -203,6 +204,7 @@ def small_sweep(model) -> SweepResult:
 def test_small_real_sweep(small_sweep: SweepResult) -> None:
     result = small_sweep
     assert [r.label for r in result.layers] == ["4", "29", "final"]
+    assert result.evaluation == "kv-cache"
     assert result.recommended in {r.site for r in result.layers}
     assert result.baseline["said_old_edit"]  # the model says French before the edit
     for r in result.layers:
@@ -235,6 +237,19 @@ def test_fast_evaluation_equals_full_steered_passes(model, small_sweep: SweepRes
             tokens
             == r.predictions["edit"] + r.predictions["held_out"] + r.predictions["neighbours"]
         ), r.site
+
+
+@pytest.mark.slow
+def test_evaluation_paths_agree(model, small_sweep: SweepResult, monkeypatch) -> None:
+    import sake_lens.steer.generation as generation
+
+    monkeypatch.setattr(generation, "kv_cache_is_correct", lambda model: False)
+    other = layer_sweep(model, REQUEST, PARAS, HELD, NEAR, layers=[4, 29], batch_size=16)
+    assert other.evaluation == "start-at-layer"
+    for a, b in zip(small_sweep.layers, other.layers):
+        assert a.predictions == b.predictions, a.site
+        assert a.p_new == pytest.approx(b.p_new, rel=1e-3, abs=1e-6)
+        assert a.neighbour_kl == pytest.approx(b.neighbour_kl, rel=1e-2, abs=1e-5)
 
 
 @pytest.mark.slow
@@ -276,7 +291,7 @@ def test_gated_sweep_uses_the_router(model) -> None:
         router_factory=lambda e: RejectAll(),
     )
     (r,) = result.layers
-    assert result.gated and result.timings["fast_eval"] == 0.0
+    assert result.gated and result.evaluation == "full"
     assert (
         r.specificity == 1.0 and r.efficacy == 0.0 and r.neighbour_kl == pytest.approx(0, abs=1e-6)
     )

@@ -93,7 +93,9 @@ def test_every_public_object_resolves_for_mkdocstrings() -> None:
     assert not unresolved, unresolved
 
 
-def test_api_nav_placeholder_is_in_mkdocs_yml(mkdocs_config: dict[str, Any], gen: ModuleType) -> None:
+def test_api_nav_placeholder_is_in_mkdocs_yml(
+    mkdocs_config: dict[str, Any], gen: ModuleType
+) -> None:
     assert f"{gen.API_DIR}/index.md" in _nav_paths(mkdocs_config["nav"])
 
 
@@ -118,7 +120,9 @@ def test_errors_page_documents_every_error_class() -> None:
         body = by_name[cls.__name__]
         for part in ("**Symptom.**", "**Cause.**", "**Fix.**"):
             assert part in body, f"{cls.__name__} section lacks {part}"
-        assert f"[`{cls.__name__}`](#{cls.__name__.lower()})" in text, f"{cls.__name__} not in table"
+        assert f"[`{cls.__name__}`](#{cls.__name__.lower()})" in text, (
+            f"{cls.__name__} not in table"
+        )
 
 
 # ----------------------------------------------------------------------------- pages
@@ -134,7 +138,10 @@ def test_install_page_has_the_readme_commands() -> None:
 def test_concept_pages_state_the_map() -> None:
     maps = (DOCS / "concepts" / "maps.md").read_text(encoding="utf-8")
     compact = re.sub(r"\s+", "", maps)
-    assert r"A=\Sigma_s^{-1/2}\bigl(\Sigma_s^{1/2}\Sigma_t\Sigma_s^{1/2}\bigr)^{1/2}\Sigma_s^{-1/2}" in compact
+    assert (
+        r"A=\Sigma_s^{-1/2}\bigl(\Sigma_s^{1/2}\Sigma_t\Sigma_s^{1/2}\bigr)^{1/2}\Sigma_s^{-1/2}"
+        in compact
+    )
     assert r"b=\mu_t-A\,\mu_s" in compact
     assert r"\mathrm{reg}\cdot\frac{\operatorname{tr}\barC}{d}" in compact  # relative regulariser
     assert r"T(x)=x-\mu_s+Q\,(A_Q-I)\,Q^\top(x-\mu_s)+\mu_t" in compact  # span-exact
@@ -176,5 +183,16 @@ def test_notebook_is_committed_with_outputs(name: str) -> None:
     assert not errors, f"{name} was committed with an error output: {errors[0].get('ename')}"
     source = "".join("".join(c["source"]) for c in code)
     assert "SAKE_LENS_FAST" in source, "the notebook must honour SAKE_LENS_FAST"
+    widgets = [
+        o
+        for c in code
+        for o in c["outputs"]
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert not widgets and "widgets" not in nb["metadata"], (
+        f"{name} has widget outputs (progress bars?): the docs would load widget JS from a CDN"
+    )
     size = path.stat().st_size
-    assert size < 1_500_000, f"{name} is {size} bytes: was plotly.js inlined? (see notebooks/README.md)"
+    assert size < 1_500_000, (
+        f"{name} is {size} bytes: was plotly.js inlined? (see notebooks/README.md)"
+    )

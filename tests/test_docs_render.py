@@ -45,7 +45,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out
@@ -75,12 +79,22 @@ def _chromium(tmp_path: Path, *args: str, timeout: float = 120) -> str:
     if CHROMIUM is None:
         pytest.skip("no Chromium: install it with `apt-get install -y chromium` (CI does)")
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage",
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-dev-shm-usage",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # offline: nothing else
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1200,900", "--virtual-time-budget=10000", *args,
+        "--window-size=1200,900",
+        "--virtual-time-budget=10000",
+        *args,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"chromium failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
@@ -192,15 +206,21 @@ def test_site_loads_nothing_from_other_hosts(site: Path) -> None:
     for page in site.rglob("*.html"):
         for m in external.finditer(page.read_text(encoding="utf-8")):
             tag = m.group(0)
-            if tag.startswith("<link") and not re.search(r"rel=[\"'](?:stylesheet|preload|modulepreload)", tag):
+            if tag.startswith("<link") and not re.search(
+                r"rel=[\"'](?:stylesheet|preload|modulepreload)", tag
+            ):
                 continue  # plain hyperlinks (canonical, alternate) load nothing
             offenders.append(f"{page.relative_to(site)}: {tag[:120]}")
     assert not offenders, "\n".join(offenders[:20])
 
 
-def test_analysis_figure_renders_in_headless_chromium(server: str, site: Path, tmp_path: Path) -> None:
+def test_analysis_figure_renders_in_headless_chromium(
+    server: str, site: Path, tmp_path: Path
+) -> None:
     page = _analysis_pages(site)[0]
-    n_figures = (site / page / "index.html").read_text(encoding="utf-8").count('class="plotly-graph-div"')
+    n_figures = (
+        (site / page / "index.html").read_text(encoding="utf-8").count('class="plotly-graph-div"')
+    )
     dom = _chromium(tmp_path, "--dump-dom", f"{server}/{page}")
     assert "js-plotly-plot" in dom, "plotly.js did not run on the analysis page"
     drawn = dom.count('class="main-svg"')
@@ -215,7 +235,9 @@ def test_analysis_figure_renders_in_headless_chromium(server: str, site: Path, t
     pixels = _png_pixels(shot)
     assert pixels.shape[:2] == (900, 1200)
     distinct, dominant = _colour_stats(pixels)
-    assert distinct > 50 and dominant < 0.97, f"blank screenshot? {distinct} colours, top {dominant:.1%}"
+    assert distinct > 50 and dominant < 0.97, (
+        f"blank screenshot? {distinct} colours, top {dominant:.1%}"
+    )
 
 
 def test_maths_is_typeset_offline(server: str, tmp_path: Path) -> None:

@@ -82,7 +82,9 @@ def test_rome_neighbourhood_dicts() -> None:
     raw = json.loads(json.dumps(ROME))
     raw["neighborhood_prompts"] = [{"prompt": "Montesquieu speaks", "target": " French"}]
     r = parse_record(raw)
-    assert r.neighborhood_prompts == ("Montesquieu speaks",) and r.neighborhood_answers == ("French",)
+    assert r.neighborhood_prompts == ("Montesquieu speaks",) and r.neighborhood_answers == (
+        "French",
+    )
 
 
 def test_simple_yaml_list(tmp_path: Path) -> None:

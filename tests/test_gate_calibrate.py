@@ -100,14 +100,20 @@ def test_calibrated_fpr_never_exceeds_target_when_guaranteed(out: list[float], f
 
 def test_default_out_of_scope_prompts() -> None:
     oos = default_out_of_scope(
-        REQ, n_subjects=5, n_relations=4, n_generic=3, neighbours=["The capital of Peru is", REQ.text]
+        REQ,
+        n_subjects=5,
+        n_relations=4,
+        n_generic=3,
+        neighbours=["The capital of Peru is", REQ.text],
     )
     assert oos.kinds.count("subject") == 5
     assert oos.kinds.count("relation") == 4
     assert oos.kinds.count("generic") == 3
     assert oos.kinds.count("neighbour") == 1  # the edit's own prompt is never out of scope
     subject_prompts = [p for p, k in zip(oos.prompts, oos.kinds) if k == "subject"]
-    assert all(p.startswith("The mother tongue of ") and REQ.subject not in p for p in subject_prompts)
+    assert all(
+        p.startswith("The mother tongue of ") and REQ.subject not in p for p in subject_prompts
+    )
     relation_prompts = [p for p, k in zip(oos.prompts, oos.kinds) if k == "relation"]
     assert all(REQ.subject in p for p in relation_prompts)
     assert not any("language" in p.casefold() or "tongue" in p.casefold() for p in relation_prompts)

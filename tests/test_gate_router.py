@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from sake_lens.errors import GateError
-from sake_lens.gate import GateConfig, OutOfScope, Scope, ScopeRouter, fit_scope
+from sake_lens.gate import (
+    GateConfig,
+    OutOfScope,
+    Scope,
+    ScopeRouter,
+    fit_scope,
+    last_sentence,
+)
 from sake_lens.model.sites import Site
 from sake_lens.prompts.distributions import PromptSet
 from sake_lens.prompts.request import EditRequest
@@ -65,6 +73,13 @@ class FakeFeatures:
         return torch.stack(rows) if rows else torch.empty(0, self.d, dtype=torch.float64)
 
 
+class FakeEmbedder:
+    """Stands in for the sentence embedder, with :class:`FakeFeatures`."""
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        return FakeFeatures()(texts, "embedding")
+
+
 def fake_edit(
     subject: str,
     template: str = TEMPLATES[0],
@@ -81,7 +96,14 @@ def fake_edit(
     paras = list(dict.fromkeys([request.text] + [t.format(subject) for t in TEMPLATES]))
     g = torch.Generator().manual_seed(seed + sum(map(ord, subject + new)))
     src = torch.randn(12, d, generator=g, dtype=torch.float64)
-    tgt = src @ (torch.eye(d, dtype=torch.float64) + 0.1 * torch.randn(d, d, generator=g, dtype=torch.float64)) + 3
+    tgt = (
+        src
+        @ (
+            torch.eye(d, dtype=torch.float64)
+            + 0.1 * torch.randn(d, d, generator=g, dtype=torch.float64)
+        )
+        + 3
+    )
     config = EditConfig(site=site)
     return Edit(
         request,
@@ -112,7 +134,9 @@ def _scopes(edits: Sequence[Edit], config: GateConfig = FAKE_GATE) -> list[Scope
     feats = FakeFeatures()
     prompts = [p for e in edits for p in e.prompts.paraphrases]
     return [
-        fit_scope(e, config, features=feats, neighbours=[p for p in prompts if e.request.subject not in p])
+        fit_scope(
+            e, config, features=feats, neighbours=[p for p in prompts if e.request.subject not in p]
+        )
         for e in edits
     ]
 
@@ -193,9 +217,34 @@ def test_router_checks_its_inputs() -> None:
     emb_scope = Scope(GateConfig(), "embedding", scopes[0].stats, scopes[0].calibration)
     with pytest.raises(GateError, match="tokenizer"):
         ScopeRouter(edits[:1], [emb_scope])
-    deep = Scope(GateConfig(kind="hidden", layer=20), "blocks.20.hook_resid_post", scopes[0].stats, scopes[0].calibration)
+    deep = Scope(
+        GateConfig(kind="hidden", layer=20),
+        "blocks.20.hook_resid_post",
+        scopes[0].stats,
+        scopes[0].calibration,
+    )
     with pytest.raises(GateError, match="runs after"):
         ScopeRouter([fake_edit("Rome", site="blocks.5.hook_resid_post")], [deep])
+
+
+def test_last_sentence() -> None:
+    assert last_sentence("It rained. The capital of Peru is") == "The capital of Peru is"
+    assert last_sentence("Is it? Yes! The capital of Peru is") == "The capital of Peru is"
+    assert last_sentence("Line one\nThe capital of Peru is") == "The capital of Peru is"
+    assert last_sentence("The capital of Peru is") == "The capital of Peru is"
+    assert last_sentence("  ") == ""
+
+
+@pytest.mark.parametrize(("text", "expected"), [("full", -1), ("both", 0), ("last-sentence", 0)])
+def test_text_views_judge_a_lead_in_by_its_last_sentence(text: str, expected: int) -> None:
+    edits = [fake_edit(s) for s in SUBJECTS[:2]]
+    cfg = GateConfig(kind="embedding", text=text, n_relations=0)
+    scopes = [fit_scope(e, cfg, features=FakeFeatures()) for e in edits]
+    router = ScopeRouter(
+        edits, scopes, model=SimpleNamespace(tokenizer=object()), embedder=FakeEmbedder()
+    )
+    probe = f"{FAR} it rained. {edits[0].request.text}"
+    assert router.route_texts([probe, edits[1].request.text]).tolist() == [expected, 1]
 
 
 # ----------------------------------------------------------------------------- the real bridge
@@ -223,12 +272,18 @@ def test_embedding_router_reads_the_prompt_inside_forward_and_generate(model) ->
     d = int(model.cfg.d_model)
     edits = [
         fake_edit("Danielle Darrieux", d=d, model_id="SmolLM2-135M-Instruct"),
-        fake_edit("Leonhard Euler", "The native language of {} is", d=d, model_id="SmolLM2-135M-Instruct"),
+        fake_edit(
+            "Leonhard Euler", "The native language of {} is", d=d, model_id="SmolLM2-135M-Instruct"
+        ),
     ]
     book = EditBook(model=model, embedder=SentenceEmbedder())
     for e in edits:
         book.add(e)
-    prompts = ["The mother tongue of Danielle Darrieux is", "The weather today is", "The native language of Leonhard Euler is"]
+    prompts = [
+        "The mother tongue of Danielle Darrieux is",
+        "The weather today is",
+        "The native language of Leonhard Euler is",
+    ]
     router = book.router()
     with book.steer(model):
         cached = generate(model, prompts, max_new_tokens=3)

@@ -109,7 +109,9 @@ def test_fit_refuses_non_finite_or_empty_samples() -> None:
 
 def test_stacking_refuses_mixed_metrics() -> None:
     with pytest.raises(GateError, match="group them"):
-        StackedStats([ScopeStats.fit(_samples(4, 8), "euclidean"), ScopeStats.fit(_samples(4, 8), "cosine")])
+        StackedStats(
+            [ScopeStats.fit(_samples(4, 8), "euclidean"), ScopeStats.fit(_samples(4, 8), "cosine")]
+        )
 
 
 @pytest.mark.parametrize("metric", GATE_METRICS)
@@ -122,7 +124,9 @@ def test_state_round_trip_is_exact(metric: str) -> None:
 
 def test_thousand_edits_route_in_one_operation() -> None:
     # 1000 Mahalanobis edits at d=64: one stacked call, and it agrees with per-edit distances.
-    stats = [ScopeStats.fit(_samples(6, 64, seed=i, shift=0.1 * i), "mahalanobis") for i in range(1000)]
+    stats = [
+        ScopeStats.fit(_samples(6, 64, seed=i, shift=0.1 * i), "mahalanobis") for i in range(1000)
+    ]
     stacked = StackedStats(stats)
     assert stacked.basis.shape[0] == 64  # (f, N*r): no d x d matrix per edit
     q = _samples(4, 64, seed=5000, shift=3.0)
@@ -136,7 +140,8 @@ def test_gate_config_validation_and_round_trip() -> None:
     assert cfg.layer == "blocks.12.hook_resid_post"
     assert GateConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.feature("ln_final.hook_out") == "blocks.12.hook_resid_post"
-    assert GateConfig().feature("ln_final.hook_out") == "embedding"
+    assert GateConfig().feature("ln_final.hook_out") == "embedding+last"
+    assert GateConfig(text="full").feature("ln_final.hook_out") == "embedding"
     for bad in (
         {"kind": "bag-of-words"},
         {"metric": "manhattan"},
@@ -146,6 +151,7 @@ def test_gate_config_validation_and_round_trip() -> None:
         {"threshold": -1.0},
         {"shrinkage": 2.0},
         {"layer": 3},  # layer needs kind="hidden"
+        {"text": "first-word"},
     ):
         with pytest.raises(ValueError):
             GateConfig(**bad)

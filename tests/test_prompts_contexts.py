@@ -54,7 +54,11 @@ def test_noise_is_seeded_and_respects_avoid() -> None:
     assert with_noisy_prefix("Paul speaks", 1, sentences=3).endswith(". Paul speaks")
     assert noisy_context("Paul speaks", 1) == with_noisy_prefix("Paul speaks", 1)
     with pytest.raises(DistributionError):
-        sample_noise(0, avoid=["the", "a", "is", "of", "and", "to", "in", "at", "for", "on"] + [w for s in NOISE_SENTENCES for w in s.split()])
+        sample_noise(
+            0,
+            avoid=["the", "a", "is", "of", "and", "to", "in", "at", "for", "on"]
+            + [w for s in NOISE_SENTENCES for w in s.split()],
+        )
 
 
 @pytest.mark.parametrize("min_tokens", [200, 600, 1500])
@@ -97,4 +101,7 @@ def test_chat_prompt_answer_and_question_modes() -> None:
 
 
 def test_existing_context_names_still_work() -> None:
-    assert fill_context("fact", "X speaks", "French", "Dutch") == "Fact: X speaks Dutch.\nQuestion: X speaks"
+    assert (
+        fill_context("fact", "X speaks", "French", "Dutch")
+        == "Fact: X speaks Dutch.\nQuestion: X speaks"
+    )

@@ -73,9 +73,7 @@ def test_cues_generalise_to_unseen_templates(dev: list[dict]) -> None:
 
 def test_every_dev_relation_is_in_the_bank_with_15_paraphrases(dev: list[dict]) -> None:
     assert len(RELATIONS) >= 30
-    seen = {
-        match_relation(r["prompt"], r["subject"], objects=[r["ground_truth"]]).id for r in dev
-    }
+    seen = {match_relation(r["prompt"], r["subject"], objects=[r["ground_truth"]]).id for r in dev}
     assert seen <= set(RELATIONS)
     for rel in RELATIONS.values():
         assert len(rel.paraphrases) >= 15, rel.id

@@ -113,7 +113,10 @@ def test_paraphrase_set_round_trip() -> None:
     [
         ('["X speaks", "X is fluent in"]', ["X speaks", "X is fluent in"]),
         ("```json\n['X speaks', 'X writes in']\n```", ["X speaks", "X writes in"]),
-        ("1. X speaks\n2) X writes in...\n- 'X talks in ___'\n", ["X speaks", "X writes in", "X talks in"]),
+        (
+            "1. X speaks\n2) X writes in...\n- 'X talks in ___'\n",
+            ["X speaks", "X writes in", "X talks in"],
+        ),
         ("Here you go:\n\n* {} speaks\n", ["Here you go", "X speaks"]),
         ('"X speaks",\n"X writes in",', ["X speaks", "X writes in"]),
         ("", []),
@@ -137,6 +140,7 @@ def test_parse_drops_questions_and_inner_blanks() -> None:
 def test_parse_never_raises(reply: str) -> None:
     got, dropped = parse_paraphrases(reply, "X")
     assert all(isinstance(p, str) and p for p in got)
+    assert all(isinstance(line, str) and reason for line, reason in dropped)
 
 
 class _FakeTokenizer:

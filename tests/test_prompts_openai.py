@@ -27,7 +27,9 @@ GOOD_LINES = "\n".join(
 
 
 def _completion(content: str) -> str:
-    return json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+    return json.dumps(
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -166,7 +168,12 @@ def test_base_url_and_key_from_environment(monkeypatch, tmp_path) -> None:
 
 def test_unreachable_server_gives_generation_error(tmp_path) -> None:
     gen = OpenAIChatGenerator(
-        "http://127.0.0.1:9/v1", model="m", max_retries=1, backoff=0.01, timeout=1, cache_dir=tmp_path
+        "http://127.0.0.1:9/v1",
+        model="m",
+        max_retries=1,
+        backoff=0.01,
+        timeout=1,
+        cache_dir=tmp_path,
     )
     with pytest.raises(GenerationError, match="failed 2 time"):
         gen.generate(DARRIEUX, 3)

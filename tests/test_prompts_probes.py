@@ -42,7 +42,9 @@ def test_doubt_probes() -> None:
 
 def test_subject_first_prompts_keep_their_capital() -> None:
     req = EditRequest("Danielle Darrieux", "{} speaks", "French", "English")
-    assert "sure that Danielle Darrieux speaks French" in doubt_probes(req, ["insist-old"])[0].prompt
+    assert (
+        "sure that Danielle Darrieux speaks French" in doubt_probes(req, ["insist-old"])[0].prompt
+    )
 
 
 def test_long_context_probes_have_200_unrelated_tokens() -> None:
@@ -72,7 +74,9 @@ def test_multi_turn_probes() -> None:
     assert doubt.prompt.endswith("<assistant>The mother tongue of Danielle Darrieux is")
     assert talk.prompt.count("<user>") == 3
     plain = multi_turn_probes(DARRIEUX)[0]
-    assert not plain.chat and plain.prompt.endswith("Assistant: The mother tongue of Danielle Darrieux is")
+    assert not plain.chat and plain.prompt.endswith(
+        "Assistant: The mother tongue of Danielle Darrieux is"
+    )
 
 
 def test_all_probes() -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from sake_lens.errors import ModelMismatchError, RegistryError
+from sake_lens.prompts.request import EditRequest
 from sake_lens.registry import EditBook, conflict_key
 from sake_lens.steer.edit import Edit
-from sake_lens.prompts.request import EditRequest
 
 from .test_gate_router import FAKE_GATE, FAR, SITE, SUBJECTS, FakeFeatures, fake_edit, steer_acts
 
@@ -105,7 +105,7 @@ def test_remove_revise_disable_leave_other_edits_bit_identical() -> None:
     book = _book(4)
     target = book.entries[1].id
     others = [p for e in book.entries if e.id != target for p in e.edit.prompts.paraphrases]
-    probes = others + [FAR + " z"]
+    probes = [*others, FAR + " z"]
     before, ids_before = _outputs(book, probes)
     assert target not in ids_before and ids_before.count(None) == 1
 

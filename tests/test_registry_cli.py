@@ -44,7 +44,9 @@ def test_edits_remove_disable_enable(registry: Path, capsys) -> None:
 def test_edits_errors_are_one_clean_line(registry: Path, tmp_path: Path, capsys) -> None:
     assert main(["edits", "remove", str(registry), "no-such-edit"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("sake-lens edits: error: No edit 'no-such-edit'") and "Traceback" not in err
+    assert (
+        err.startswith("sake-lens edits: error: No edit 'no-such-edit'") and "Traceback" not in err
+    )
     assert main(["edits", "list", str(tmp_path / "missing")]) == 2
     assert "No edit registry" in capsys.readouterr().err
 
@@ -60,13 +62,28 @@ def test_edit_save_and_generate_with_edits(tiny_model, tmp_path: Path, monkeypat
 
     config = EditConfig(distributions=DistributionConfig(validate_targets=False))
     request = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
-    edit = fit_edit(tiny_model, request, ["{} grew up speaking", "As a child, {} spoke"], config=config)
+    edit = fit_edit(
+        tiny_model, request, ["{} grew up speaking", "As a child, {} spoke"], config=config
+    )
     monkeypatch.setattr(edit_cmd, "load_from_args", lambda args: tiny_model)
     monkeypatch.setattr(generate_cmd, "load_from_args", lambda args: tiny_model)
     monkeypatch.setattr(edit_cmd, "build_edit", lambda model, args: edit)
     reg = tmp_path / "reg"
-    argv = ["edit", "--prompt", request.prompt, "--subject", request.subject, "--old", "French",
-            "--new", "English", "--max-new-tokens", "2", "--save", str(reg)]
+    argv = [
+        "edit",
+        "--prompt",
+        request.prompt,
+        "--subject",
+        request.subject,
+        "--old",
+        "French",
+        "--new",
+        "English",
+        "--max-new-tokens",
+        "2",
+        "--save",
+        str(reg),
+    ]
     assert main(argv) == 0
     assert f"saved to {reg}" in capsys.readouterr().out
     book = EditBook.load(reg, model=tiny_model)
@@ -75,10 +92,49 @@ def test_edit_save_and_generate_with_edits(tiny_model, tmp_path: Path, monkeypat
     assert main(argv) == 2  # the same edit again: a clean error, the registry unchanged
     assert "already in this registry" in capsys.readouterr().err
 
-    assert main(["generate", "--edits", str(reg), request.text, "The weather today is",
-                 "--max-new-tokens", "3", "--json", "--compare"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--edits",
+                str(reg),
+                request.text,
+                "The weather today is",
+                "--max-new-tokens",
+                "3",
+                "--json",
+                "--compare",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [r["edit"] for r in rows] == [edit.id, None]
     assert rows[1]["before"] == rows[1]["continuation"]
     assert main(["generate", "The weather today is", "--max-new-tokens", "2"]) == 0
     assert "| prompt | continuation |" in capsys.readouterr().out
+
+
+def test_a_damaged_entry_can_still_be_listed_and_removed(registry: Path, capsys) -> None:
+    from sake_lens.errors import EditFileError
+
+    victim = EditBook.load(registry).entries[0]
+    obj = registry / "objects" / f"{victim._object[0]}.safetensors"
+    obj.write_bytes(obj.read_bytes()[:100])
+    with pytest.raises(EditFileError, match="sake-lens edits remove"):
+        EditBook.load(registry)
+    assert main(["edits", "list", str(registry)]) == 0
+    assert victim.id in capsys.readouterr().out
+    assert main(["edits", "remove", str(registry), victim.id]) == 0
+    assert len(EditBook.load(registry)) == 2 and not obj.exists()
+
+
+def test_malformed_manifest_entry(registry: Path) -> None:
+    from sake_lens.errors import EditFileError
+
+    manifest = registry / "registry.json"
+    data = json.loads(manifest.read_text())
+    del data["entries"][1]["edit"]["request"]
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(EditFileError, match="malformed"):
+        EditBook.load(registry)

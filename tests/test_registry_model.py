@@ -19,14 +19,34 @@ from sake_lens.steer.generation import generate
 pytestmark = pytest.mark.slow
 
 FACTS = [
-    ("Danielle Darrieux", "The mother tongue of {} is", "French", "English",
-     ["{} grew up speaking", "The first language of {} was", "As a child, {} spoke"]),
-    ("Leonhard Euler", "{} is a citizen of", "Switzerland", "Canada",
-     ["{} holds the citizenship of", "The country {} belongs to is", "{} has a passport from"]),
-    ("Apple A5", "{} was created by", "Apple", "Google",
-     ["{} was developed by", "The maker of {} is", "{} is a product of"]),
-    ("Toko Yasuda", "{} plays the", "guitar", "piano",
-     ["The instrument {} plays is", "{} is known for playing the", "{} performs on the"]),
+    (
+        "Danielle Darrieux",
+        "The mother tongue of {} is",
+        "French",
+        "English",
+        ["{} grew up speaking", "The first language of {} was", "As a child, {} spoke"],
+    ),
+    (
+        "Leonhard Euler",
+        "{} is a citizen of",
+        "Switzerland",
+        "Canada",
+        ["{} holds the citizenship of", "The country {} belongs to is", "{} has a passport from"],
+    ),
+    (
+        "Apple A5",
+        "{} was created by",
+        "Apple",
+        "Google",
+        ["{} was developed by", "The maker of {} is", "{} is a product of"],
+    ),
+    (
+        "Toko Yasuda",
+        "{} plays the",
+        "guitar",
+        "piano",
+        ["The instrument {} plays is", "{} is known for playing the", "{} performs on the"],
+    ),
 ]
 OUTSIDE = ["The weather today is", "My favourite colour is", "The capital of Peru is"]
 CONFIG = EditConfig(distributions=DistributionConfig(validate_targets=False))
@@ -36,7 +56,9 @@ CONFIG = EditConfig(distributions=DistributionConfig(validate_targets=False))
 def edits(tiny_model):
     out = []
     for subject, template, old, new, paras in FACTS:
-        out.append(fit_edit(tiny_model, EditRequest(subject, template, old, new), paras, config=CONFIG))
+        out.append(
+            fit_edit(tiny_model, EditRequest(subject, template, old, new), paras, config=CONFIG)
+        )
     return out
 
 
@@ -70,7 +92,9 @@ def _book(model, edits, gate, embedder) -> EditBook:
     return book
 
 
-def test_save_load_gives_bit_identical_logits(tiny_model, edits, gate, embedder, tmp_path: Path) -> None:
+def test_save_load_gives_bit_identical_logits(
+    tiny_model, edits, gate, embedder, tmp_path: Path
+) -> None:
     book = _book(tiny_model, edits, gate, embedder)
     probes = _probes(edits)
     before = _logits(tiny_model, book, probes)
@@ -83,7 +107,9 @@ def test_save_load_gives_bit_identical_logits(tiny_model, edits, gate, embedder,
     assert loaded.router().last_routes.tolist() == routes
 
 
-def test_revise_and_remove_leave_other_edits_bit_identical(tiny_model, edits, gate, embedder) -> None:
+def test_revise_and_remove_leave_other_edits_bit_identical(
+    tiny_model, edits, gate, embedder
+) -> None:
     book = _book(tiny_model, edits, gate, embedder)
     target = book.entries[1].id
     probes = [p for e in edits if e.id != target for p in e.prompts.paraphrases] + OUTSIDE

@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from sake_lens.errors import EditFileError, ModelMismatchError, RegistryError
-from sake_lens.registry import EditBook, load_edit, save_edit
-from sake_lens.registry import storage
+from sake_lens.registry import EditBook, load_edit, save_edit, storage
 
-from .test_gate_router import D, FAKE_GATE, SITE, SUBJECTS, FakeFeatures, fake_edit
+from .test_gate_router import FAKE_GATE, SITE, SUBJECTS, D, FakeFeatures, fake_edit
 
 
 def _book(n: int = 3) -> EditBook:
@@ -65,17 +64,37 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
 def test_manifest_records_what_it_should(tmp_path: Path) -> None:
     _book(2).save(tmp_path)
     manifest = json.loads((tmp_path / storage.MANIFEST).read_text())
-    assert manifest["format"] == storage.FORMAT and manifest["format_version"] == storage.FORMAT_VERSION
+    assert (
+        manifest["format"] == storage.FORMAT
+        and manifest["format_version"] == storage.FORMAT_VERSION
+    )
     assert manifest["generation"] == 1 and manifest["gate"] == FAKE_GATE.to_dict()
     assert manifest["model"]["model_id"] == "fake-model" and manifest["model"]["d_model"] == D
     assert {"sake-lens", "torch", "safetensors"} <= set(manifest["library_versions"])
     entry = manifest["entries"][0]
     edit = entry["edit"]
-    for key in ("model_id", "d_model", "site", "compatibility_mode", "prepend_bos", "map", "config",
-                "prompts_hash", "created", "prompts", "request"):
+    for key in (
+        "model_id",
+        "d_model",
+        "site",
+        "compatibility_mode",
+        "prepend_bos",
+        "map",
+        "config",
+        "prompts_hash",
+        "created",
+        "prompts",
+        "request",
+    ):
         assert key in edit
-    assert entry["scope"]["calibration"]["threshold"] > 0 and len(entry["scope"]["prompts_hash"]) == 64
-    assert len(entry["object"]) == 64 and (tmp_path / "objects" / f"{entry['object']}.safetensors").stat().st_size == entry["bytes"]
+    assert (
+        entry["scope"]["calibration"]["threshold"] > 0 and len(entry["scope"]["prompts_hash"]) == 64
+    )
+    assert (
+        len(entry["object"]) == 64
+        and (tmp_path / "objects" / f"{entry['object']}.safetensors").stat().st_size
+        == entry["bytes"]
+    )
 
 
 def test_single_edit_save_and_load(tmp_path: Path) -> None:
@@ -102,7 +121,9 @@ def test_missing_registry(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
-def test_damaged_tensor_files_are_refused_with_the_file_and_the_fix(tmp_path: Path, damage: str) -> None:
+def test_damaged_tensor_files_are_refused_with_the_file_and_the_fix(
+    tmp_path: Path, damage: str
+) -> None:
     _book(2).save(tmp_path)
     victim = _objects(tmp_path)[0]
     data = victim.read_bytes()

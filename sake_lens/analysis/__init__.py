@@ -30,12 +30,12 @@ from .publish import add_to_nav as add_to_nav
 from .publish import publish_page as publish_page
 from .report import edits_report as edits_report
 from .report import sweep_page as sweep_page
-from .sweep import RECOMMENDATION_RULE as RECOMMENDATION_RULE
-from .sweep import LayerResult as LayerResult
-from .sweep import SweepResult as SweepResult
 from .sweep import default_sweep_prompts as default_sweep_prompts
 from .sweep import layer_sweep as layer_sweep
 from .sweep_plot import plot_sweep as plot_sweep
+from .sweep_result import RECOMMENDATION_RULE as RECOMMENDATION_RULE
+from .sweep_result import LayerResult as LayerResult
+from .sweep_result import SweepResult as SweepResult
 from .theme import COLORS as COLORS
 from .theme import TEMPLATE_NAME as TEMPLATE_NAME
 from .theme import register_template as register_template

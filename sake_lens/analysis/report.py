@@ -18,8 +18,8 @@ from ..steer.edit import Edit
 from .displacement import plot_displacement
 from .distributions import plot_distributions
 from .pages import AnalysisPage
-from .sweep import SweepResult
 from .sweep_plot import plot_sweep
+from .sweep_result import SweepResult
 
 __all__ = ["sweep_page", "edits_report", "book_entries", "markdown_table"]
 

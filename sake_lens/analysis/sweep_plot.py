@@ -9,7 +9,7 @@ import textwrap
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .sweep import LayerResult, SweepResult
+from .sweep_result import LayerResult, SweepResult
 from .theme import COLORS, apply_theme
 
 __all__ = ["plot_sweep", "RECOMMENDED_PREFIX"]
@@ -96,7 +96,7 @@ def plot_sweep(result: SweepResult, *, title: str | None = None) -> go.Figure:
             y=_finite([r.wasserstein2_relative for r in rows]),
             mode="lines+markers",
             name="W2(source, target) / mean ‖h‖",
-            line={"color": COLORS["target"]},
+            line={"color": COLORS["distance"]},
             customdata=[[s, r.wasserstein2] for s, r in zip(sites, rows)],
             hovertemplate="%{customdata[0]}<br>W2 = %{customdata[1]:.4g} "
             "(%{y:.3f} of mean ‖h‖)<extra></extra>",

@@ -43,6 +43,7 @@ COLORS: dict[str, str] = {
     "demoted": "#c0392b",
     "recommended": "#8e44ad",
     "neutral": "#555555",
+    "distance": "#8c564b",
 }
 
 #: Legend names of the groups.
@@ -73,7 +74,7 @@ def _template() -> go.layout.Template:
     template.layout.update(
         colorway=_COLORWAY,
         font={"family": "Inter, Helvetica, Arial, sans-serif", "size": 13, "color": "#222222"},
-        title={"x": 0.02, "xanchor": "left", "font": {"size": 16}},
+        title={"x": 0.02, "xanchor": "left", "y": 0.985, "yanchor": "top", "font": {"size": 16}},
         hoverlabel={"font": {"family": "monospace", "size": 12}, "align": "left"},
         legend={"bgcolor": "rgba(255,255,255,0.7)", "borderwidth": 0},
         margin={"l": 60, "r": 20, "t": 60, "b": 50},

@@ -25,11 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry.book import EditBook
+    # Manifest-level operations: no tensor is loaded, so a damaged entry can still be removed.
+    from ..registry.book import list_saved, remove_saved, set_saved_enabled
 
-    book = EditBook.open(args.dir)
     if args.action == "list":
-        rows = book.list()
+        rows = list_saved(args.dir)
         if args.json:
             print_json(rows)
             return 0
@@ -52,11 +52,9 @@ def run(args: argparse.Namespace) -> int:
         print(markdown_table(header, table))
         return 0
     if args.action == "remove":
-        edit = book.remove(args.id)
-        book.save()
-        print(f"removed {edit.id} ({edit.request.text!r} -> {edit.request.new!r}) from {args.dir}")
+        row = remove_saved(args.dir, args.id)
+        print(f"removed {row['id']} ({row['prompt']!r} -> {row['new']!r}) from {args.dir}")
         return 0
-    getattr(book, args.action)(args.id)
-    book.save()
+    set_saved_enabled(args.dir, args.id, args.action == "enable")
     print(f"{args.action}d {args.id} in {args.dir}")
     return 0

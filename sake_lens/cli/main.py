@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "demo",
     "edit",
     "edits",
+    "eval",
     "generate",
     "sweep",
     "report",

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_page(args: argparse.Namespace):  # -> AnalysisPage
     from ..analysis.pages import AnalysisPage
     from ..analysis.report import sweep_page
-    from ..analysis.sweep import SweepResult
+    from ..analysis.sweep_result import SweepResult
     from .report import page_json_path
 
     if args.sweep:

@@ -37,8 +37,9 @@ import torch
 from torch import Tensor
 
 from ..errors import SakeLensError
-from ..gate import GateConfig, ScopeRouter, fit_scope
+from ..gate import FeatureCache, GateConfig, Scope, ScopeRouter
 from ..model.tokens import starts_object
+from ..registry.book import EditBook
 from ..steer.edit import Edit, EditConfig
 from ..steer.hooks import check_edits_fit, steering_hooks
 from ..steer.workflow import make_edit
@@ -136,51 +137,11 @@ def fit_record_edit(model: Any, record: EvalRecord, method: str, *, seed: int = 
 
 # ------------------------------------------------------------------------------ registry
 def _registry_gate_description() -> dict[str, Any]:
-    try:
-        from ..registry.book import EditBook  # noqa: F401
-    except ImportError:
-        return {
-            "source": "sake_lens.gate defaults (registry not installed)",
-            **GateConfig().to_dict(),
-        }
-    return {"source": "sake_lens.registry default"}
+    return {"source": "EditBook default", **EditBook().gate.to_dict()}
 
 
-def _fit_scopes(model: Any, edits: Sequence[Edit], gate: GateConfig | None) -> list[Any]:
-    """Each edit's scope as a one-edit registry would fit it (single mode)."""
-    if gate is None:
-        book_scope = _registry_single_scope(model)
-        if book_scope is not None:
-            return [book_scope(e) for e in edits]
-        gate = GateConfig()
-    return [fit_scope(e, gate, model=model) for e in edits]
-
-
-def _registry_single_scope(model: Any) -> Any:
-    """A function edit -> its scope in a one-edit registry, or None without the registry."""
-    try:
-        from ..registry.book import EditBook
-    except ImportError:
-        return None
-
-    def scope_of(edit: Edit) -> Any:
-        book = EditBook(model=model)
-        book.add(edit)
-        return book.scopes()[0]
-
-    return scope_of if hasattr(EditBook, "scopes") else None
-
-
-def _registry_router(model: Any, edits: Sequence[Edit]) -> tuple[list[Edit], Any] | None:
-    """The registry's router over ``edits`` (all mode), or None without the registry."""
-    try:
-        from ..registry.book import EditBook
-    except ImportError:
-        return None
-    book = EditBook(model=model)
-    for e in edits:
-        book.add(e)
-    return list(book.edits), book.router(model)
+def _book(model: Any, method: str, features: FeatureCache) -> EditBook:
+    return EditBook(model=model, gate=_gate_config(method), features=features)
 
 
 class _OwnRowRouter(ScopeRouter):
@@ -227,7 +188,6 @@ class Treatment:
     steerers: list[Any] = field(default_factory=list)
     router: Any = None
     gate: str = "none"
-    record_of_edit: list[int] = field(default_factory=list)
 
     @property
     def steers(self) -> bool:
@@ -288,28 +248,37 @@ def prepare_treatment(
     if not fitted:
         return treatment
     check_edits_fit(model, [e for _, e in fitted])
-    gate = _gate_config(method)
+    features = FeatureCache(model)  # sentence embeddings shared by every gate of the run
     if mode == "single":
-        scopes = _fit_scopes(model, [e for _, e in fitted], gate)
-        router: Any = _OwnRowRouter([e for _, e in fitted], scopes, model=model)
+        # each edit's gate as a one-edit registry fits it; one router, rows kept to their edit
+        scopes: list[Scope] = []
+        for _, e in fitted:
+            book = _book(model, method, features)
+            scope = book.scope(book.add(e))
+            assert scope is not None  # add() fits the gate
+            scopes.append(scope)
         order = [e for _, e in fitted]
-        treatment.gate = "own gate per edit (single mode)"
+        router: Any = _OwnRowRouter(order, scopes, model=model, embedder=features.embedder)
+        treatment.gate = "each edit's own registry gate"
     else:
-        registry = _registry_router(model, [e for _, e in fitted]) if gate is None else None
-        if registry is not None:
-            order, router = registry
-            treatment.gate = "registry router"
-        else:
-            order = [e for _, e in fitted]
-            scopes = [fit_scope(e, gate or GateConfig(), model=model) for e in order]
-            router = ScopeRouter(order, scopes, model=model)
-            treatment.gate = "ScopeRouter over all edits"
-    position = {id(e): k for k, e in enumerate(order)}
+        book = _book(model, method, features)
+        kept = []
+        for i, e in fitted:
+            try:
+                book.add(e)
+                kept.append((i, e))
+            except SakeLensError as exc:  # e.g. two records editing the same subject/relation
+                treatment.failures[i] = f"{type(exc).__name__}: {exc}"
+                treatment.edits[i] = None
+        fitted = kept
+        if not fitted:
+            return treatment
+        order = book.active_edits()
+        router = book.router(model)
+        treatment.gate = "registry router over all edits"
+    position = {e.id: k for k, e in enumerate(order)}
     for i, e in fitted:
-        treatment.edit_of[i] = position[id(e)]
-    treatment.record_of_edit = [-1] * len(order)
-    for i, e in fitted:
-        treatment.record_of_edit[position[id(e)]] = i
+        treatment.edit_of[i] = position[e.id]
     steer = steering_hooks(order, router)
     treatment.router = router
     treatment.steerers = [fn for _, fn in steer]

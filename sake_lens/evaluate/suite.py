@@ -19,7 +19,14 @@ from typing import Any
 from .data import EvalRecord
 from .texts import NEUTRAL_TEXT, UNRELATED_PROMPTS, split_first_sentence
 
-__all__ = ["ProbeSpec", "SuiteConfig", "build_probes", "with_space", "verified_table"]
+__all__ = [
+    "ProbeSpec",
+    "SuiteConfig",
+    "build_probes",
+    "unrelated_prompts",
+    "with_space",
+    "verified_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +116,12 @@ def verified_table(model: Any, records: Sequence[EvalRecord]) -> Any:
     return verify_attribute_table(model, DEFAULT_TABLE.subset(list(needed.values())))
 
 
+def unrelated_prompts(record: EvalRecord, config: SuiteConfig, seed: int = 0) -> list[str]:
+    """The record's unrelated prompts: a seeded sample of :data:`~.texts.UNRELATED_PROMPTS`."""
+    rng = random.Random(f"unrelated|{seed}|{record.case_id}")
+    return rng.sample(UNRELATED_PROMPTS, config.unrelated)
+
+
 def build_probes(
     record: EvalRecord,
     config: SuiteConfig,
@@ -151,8 +164,7 @@ def build_probes(
             ProbeSpec("implication", p.prompt, p.new_answer, p.old_answer, i)
             for i, p in enumerate(implied)
         ]
-    rng = random.Random(f"unrelated|{seed}|{record.case_id}")
-    for i, p in enumerate(rng.sample(UNRELATED_PROMPTS, config.unrelated)):
+    for i, p in enumerate(unrelated_prompts(record, config, seed)):
         probes.append(ProbeSpec("unrelated", p, index=i))
     if config.neutral:
         probes.append(ProbeSpec("neutral", split_first_sentence(NEUTRAL_TEXT)[0]))

@@ -13,6 +13,7 @@ from .calibrate import calibrate_threshold as calibrate_threshold
 from .config import EMBEDDING as EMBEDDING
 from .config import GATE_KINDS as GATE_KINDS
 from .config import GATE_METRICS as GATE_METRICS
+from .config import TEXT_VIEWS as TEXT_VIEWS
 from .config import GateConfig as GateConfig
 from .embedder import SentenceEmbedder as SentenceEmbedder
 from .embedder import default_embedder as default_embedder
@@ -29,6 +30,7 @@ from .scope import Scope as Scope
 from .scope import fit_scope as fit_scope
 from .scope import gate_score as gate_score
 from .scope import in_scope_prompts as in_scope_prompts
+from .scope import last_sentence as last_sentence
 from .stats import ScopeStats as ScopeStats
 from .stats import ledoit_wolf_shrinkage as ledoit_wolf_shrinkage
 
@@ -37,6 +39,7 @@ __all__ = [
     "GATE_KINDS",
     "GATE_METRICS",
     "EMBEDDING",
+    "TEXT_VIEWS",
     "ScopeStats",
     "ledoit_wolf_shrinkage",
     "StackedStats",
@@ -57,5 +60,6 @@ __all__ = [
     "fit_scope",
     "gate_score",
     "in_scope_prompts",
+    "last_sentence",
     "ScopeRouter",
 ]

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["GateConfig", "GATE_KINDS", "GATE_METRICS", "EMBEDDING"]
+__all__ = ["GateConfig", "GATE_KINDS", "GATE_METRICS", "EMBEDDING", "TEXT_VIEWS", "is_embedding"]
 
 #: ``embedding``: the prompt's sentence embedding (the paper); ``hidden``: the model's hidden
 #: state at the prompt's last token (at the edit's site or at ``layer``).
@@ -17,6 +17,14 @@ GATE_KINDS = ("embedding", "hidden")
 GATE_METRICS = ("euclidean", "nearest", "cosine", "mahalanobis")
 #: Feature key of the sentence-embedding gate (hidden gates use their hook name).
 EMBEDDING = "embedding"
+#: What the sentence-embedding gate embeds: the ``full`` prompt, its ``last-sentence`` (the
+#: question, without an unrelated lead-in), or ``both`` (the smaller of the two distances).
+TEXT_VIEWS = {"full": EMBEDDING, "last-sentence": "embedding@last", "both": "embedding+last"}
+
+
+def is_embedding(feature: str) -> bool:
+    """Whether a feature key names a sentence-embedding view (else it is a hook name)."""
+    return feature in TEXT_VIEWS.values()
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,8 @@ class GateConfig:
     Attributes:
         kind: one of :data:`GATE_KINDS`.
         metric: one of :data:`GATE_METRICS`.
+        text: embedding gates only: one of :data:`TEXT_VIEWS` (default ``both``: a prompt
+            after an unrelated lead-in sentence is judged by its last sentence too).
         layer: hidden gates only: the hook whose last-prompt-token state is compared (an int
             ``L`` means ``blocks.L.hook_resid_post``); ``None`` uses the edit's own site.
         fpr: target false-positive rate on out-of-scope prompts; the threshold is the
@@ -45,6 +55,7 @@ class GateConfig:
 
     kind: str = "embedding"
     metric: str = "euclidean"
+    text: str = "both"
     layer: str | int | None = None
     fpr: float = 0.05
     threshold: float | None = None
@@ -63,6 +74,8 @@ class GateConfig:
             raise ValueError(f"Unknown gate kind {self.kind!r}; allowed: {GATE_KINDS}.")
         if self.metric not in GATE_METRICS:
             raise ValueError(f"Unknown gate metric {self.metric!r}; allowed: {GATE_METRICS}.")
+        if self.text not in TEXT_VIEWS:
+            raise ValueError(f"Unknown gate text view {self.text!r}; allowed: {list(TEXT_VIEWS)}.")
         if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int, type(None))):
             raise ValueError(
                 f"layer must be None, a hook name or a block index; got {self.layer!r}."
@@ -96,7 +109,7 @@ class GateConfig:
     def feature(self, site: str) -> str:
         """The feature key this gate reads for an edit at ``site``."""
         if self.kind == "embedding":
-            return EMBEDDING
+            return TEXT_VIEWS[self.text]
         return str(self.layer) if self.layer is not None else site
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from ..errors import GateError
 from ..model.sites import site_layer
 from ..steer.generation import current_step
 from .bank import StackedStats
-from .config import EMBEDDING
+from .config import is_embedding
 from .embedder import SentenceEmbedder, default_embedder
-from .scope import Scope
+from .scope import Scope, min_distance, view_features
 
 if TYPE_CHECKING:
     from ..steer.edit import Edit
@@ -49,7 +49,7 @@ def _depth(hook: str) -> float:
 
 def _check_order(feature: str, site: str) -> None:
     """A hidden gate must read a layer the forward pass reaches before the edit's site."""
-    if feature in (EMBEDDING, site):
+    if is_embedding(feature) or feature == site:
         return
     if _depth(feature) >= _depth(site):
         raise GateError(
@@ -97,7 +97,8 @@ class ScopeRouter:
         for edit, scope in zip(edits, scopes):
             _check_order(scope.feature, edit.site.hook)
         self.tokenizer = getattr(model, "tokenizer", None)
-        if EMBEDDING in self.features and self.tokenizer is None:
+        self.reads_text = any(is_embedding(f) for f in self.features)
+        if self.reads_text and self.tokenizer is None:
             raise GateError(
                 "Sentence-embedding gates decode the prompt from its tokens and need the "
                 "model's tokenizer: pass model=... (e.g. book.router(model))."
@@ -130,12 +131,10 @@ class ScopeRouter:
 
     def hooks(self) -> list[tuple[str, Any]]:
         """The capture hooks: tokens at ``embed.hook_in``, hidden states at gate layers."""
-        out: list[tuple[str, Any]] = []
-        for feature in self.features:
-            if feature == EMBEDDING:
-                out.append((TOKENS_HOOK, self._capture_tokens))
-            else:
-                out.append((feature, self._capture_hidden(feature)))
+        out: list[tuple[str, Any]] = (
+            [(TOKENS_HOOK, self._capture_tokens)] if self.reads_text else []
+        )
+        out += [(f, self._capture_hidden(f)) for f in self.features if not is_embedding(f)]
         return out
 
     # --------------------------------------------------------------------- features
@@ -164,30 +163,37 @@ class ScopeRouter:
             texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
         return texts
 
-    def _features(self, acts: Tensor | None, site: str | None) -> dict[str, Tensor]:
-        feats: dict[str, Tensor] = {}
+    def _embed(self, texts: Sequence[str], feature: str) -> list[Tensor]:
+        self.embedder = self.embedder or default_embedder()
+        return view_features(lambda t, _: self.embedder.embed(t), texts, feature)
+
+    def _features(self, acts: Tensor | None, site: str | None) -> dict[str, list[Tensor]]:
+        feats: dict[str, list[Tensor]] = {}
+        texts = self.prompt_texts() if self.reads_text else []
+        self.last_texts = texts or None
         for feature in self.features:
-            if feature == EMBEDDING:
-                texts = self.prompt_texts()
-                self.last_texts = texts
-                self.embedder = self.embedder or default_embedder()
-                feats[feature] = self.embedder.embed(texts)
+            if is_embedding(feature):
+                feats[feature] = self._embed(texts, feature)
             elif feature == site and acts is not None:
-                feats[feature] = acts
+                feats[feature] = [acts]
             elif feature in self._hidden:
-                feats[feature] = self._hidden[feature]
+                feats[feature] = [self._hidden[feature]]
         return feats
 
     # --------------------------------------------------------------------- routing
-    def distances(self, features: dict[str, Tensor]) -> Float[Tensor, "batch n"]:
-        """``(batch, N)`` distances of feature rows to every edit (inf where not computable)."""
-        batch = {int(x.shape[0]) for x in features.values()}
+    def distances(self, features: dict[str, list[Tensor]]) -> Float[Tensor, "batch n"]:
+        """``(batch, N)`` distances to every edit (inf where a feature is missing).
+
+        ``features`` maps a feature key to its views (one ``(batch, f)`` tensor each; the
+        distance is the smallest over the views).
+        """
+        batch = {int(x.shape[0]) for views in features.values() for x in views}
         if len(batch) != 1:
             raise GateError(f"Features disagree on the batch size: {sorted(batch)}.")
         dist = torch.full((batch.pop(), self.n), float("inf"), dtype=torch.float64)
         for feature, idx, bank in self.groups:
             if feature in features:
-                dist[:, idx] = bank.distances(features[feature])
+                dist[:, idx] = min_distance(bank, features[feature])
         return dist
 
     def decide(
@@ -226,7 +232,9 @@ class ScopeRouter:
 
     def route_texts(self, texts: Sequence[str]) -> Int[Tensor, " batch"]:
         """Route prompts by text alone (sentence-embedding gates only; no forward pass)."""
-        if self.features != [EMBEDDING]:
+        if not all(is_embedding(f) for f in self.features):
             raise GateError("route_texts() needs sentence-embedding gates only; run a forward.")
-        self.embedder = self.embedder or default_embedder()
-        return self.decide(self.distances({EMBEDDING: self.embedder.embed(list(texts))}))
+        dist = self.distances({f: self._embed(texts, f) for f in self.features})
+        self.last_distances = dist
+        self.last_routes = self.decide(dist)
+        return self.last_routes

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from ..errors import GateError
 from ..prompts.contexts import FORCED_SOURCE_TEMPLATE
 from .bank import StackedStats
 from .calibrate import Calibration, auroc, calibrate_threshold
-from .config import EMBEDDING, GateConfig
+from .config import EMBEDDING, TEXT_VIEWS, GateConfig, is_embedding
 from .embedder import SentenceEmbedder, default_embedder
 from .out_of_scope import OutOfScope, default_out_of_scope
 from .stats import ScopeStats
@@ -36,9 +37,57 @@ from .stats import ScopeStats
 if TYPE_CHECKING:
     from ..steer.edit import Edit
 
-__all__ = ["Scope", "FeatureCache", "fit_scope", "in_scope_prompts", "gate_score"]
+__all__ = [
+    "Scope",
+    "FeatureCache",
+    "fit_scope",
+    "in_scope_prompts",
+    "gate_score",
+    "last_sentence",
+    "prompt_views",
+    "view_features",
+    "min_distance",
+]
 
 log = logging.getLogger(__name__)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
+
+
+def last_sentence(text: str) -> str:
+    """The last sentence of ``text`` (the whole text when it is one sentence).
+
+    Example:
+        >>> last_sentence("It rained all day. The capital of Peru is")
+        'The capital of Peru is'
+    """
+    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    return parts[-1] if parts else text.strip()
+
+
+def prompt_views(prompts: Sequence[str], feature: str) -> list[list[str]]:
+    """The texts a feature embeds for ``prompts``: one list per view (see ``GateConfig.text``)."""
+    prompts = list(prompts)
+    if feature == TEXT_VIEWS["last-sentence"]:
+        return [[last_sentence(p) for p in prompts]]
+    if feature == TEXT_VIEWS["both"]:
+        return [prompts, [last_sentence(p) for p in prompts]]
+    return [prompts]
+
+
+def view_features(features: Any, prompts: Sequence[str], feature: str) -> list[Tensor]:
+    """The feature rows of every view of ``prompts`` (one ``(n, f)`` tensor per view)."""
+    base = EMBEDDING if is_embedding(feature) else feature
+    return [features(view, base) for view in prompt_views(prompts, feature)]
+
+
+def min_distance(bank: StackedStats, views: Sequence[Tensor]) -> Float[Tensor, "batch n"]:
+    """Distances to the stacked edits, the smallest over the views of each input."""
+    dist = bank.distances(views[0])
+    for view in views[1:]:
+        dist = torch.minimum(dist, bank.distances(view))
+    return dist
 
 
 def gate_score(dist: Tensor, threshold: Tensor | float) -> Tensor:
@@ -66,7 +115,7 @@ class FeatureCache:
 
     def __call__(self, prompts: Sequence[str], feature: str) -> Float[Tensor, "n f"]:
         prompts = list(prompts)
-        if feature == EMBEDDING:
+        if is_embedding(feature):
             self.embedder = self.embedder or default_embedder()
             return self.embedder.embed(prompts)
         if self.model is None:
@@ -210,35 +259,33 @@ def fit_scope(
     keep = [i for i, p in enumerate(oos.prompts) if p not in in_set]
     oos = OutOfScope(tuple(oos.prompts[i] for i in keep), tuple(oos.kinds[i] for i in keep))
 
-    x_in = features(paras, feature)
-    x_out = features(oos.prompts, feature)
-    stats = ScopeStats.fit(
-        x_in, config.metric, shrinkage=config.shrinkage, max_rank=config.max_rank
-    )
-    out_d = StackedStats([stats]).distances(x_out)[:, 0]
+    def fit(prompts: Sequence[str]) -> ScopeStats:  # in-scope samples: the first view
+        x = view_features(features, prompts, feature)[0]
+        return ScopeStats.fit(
+            x, config.metric, shrinkage=config.shrinkage, max_rank=config.max_rank
+        )
+
+    def distances(stats: ScopeStats, views: Sequence[Tensor]) -> Tensor:
+        return min_distance(StackedStats([stats]), views)[:, 0]
+
+    stats = fit(paras)
+    x_out = view_features(features, oos.prompts, feature)
+    out_d = distances(stats, x_out)
     cal = calibrate_threshold(out_d, config.fpr, kinds=oos.kinds, threshold=config.threshold)
 
     # The report: held-out in-scope prompts against the out-of-scope ones.
     held: list[str] = list(in_scope or [])
-    if held:
-        report_stats, held_x = stats, features(held, feature)
-    else:
+    report_stats = stats
+    if not held:
         own = edit.request.text
         candidates = [p for p in paras if p != own]
         n_held = round(config.holdout * len(paras))
         if n_held >= 1 and len(paras) - n_held >= 2:
             held = rng.sample(candidates, min(n_held, len(candidates)))
-            train = [p for p in paras if p not in set(held)]
-            report_stats = ScopeStats.fit(
-                features(train, feature),
-                config.metric,
-                shrinkage=config.shrinkage,
-                max_rank=config.max_rank,
-            )
-            held_x = features(held, feature)
+            report_stats = fit([p for p in paras if p not in set(held)])
     if held:
-        held_d = StackedStats([report_stats]).distances(held_x)[:, 0]
-        out_r = StackedStats([report_stats]).distances(x_out)[:, 0]
+        held_d = distances(report_stats, view_features(features, held, feature))
+        out_r = distances(report_stats, x_out)
         thr_r = calibrate_threshold(out_r, config.fpr, threshold=config.threshold).threshold
         cal = dataclasses.replace(
             cal,

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import DistributionError, GenerationError
 from .paraphrase import ParaphraseGenerator, ParaphraseSet, PromptFilter
+from .relations import match_relation
 from .request import EditRequest
 
 __all__ = [
@@ -279,6 +280,7 @@ class LLMParaphraseGenerator(ParaphraseGenerator):
                 f"{len(filt.kept)} of {n} prompts after {rounds} request(s); raise max_rounds, "
                 "use a stronger model, or combine with TemplateBankGenerator."
             )
+        relation = match_relation(request.prompt, objects=(request.old, request.new))
         return ParaphraseSet(
             request=request,
             prompts=filt.kept[:n],
@@ -286,6 +288,7 @@ class LLMParaphraseGenerator(ParaphraseGenerator):
             generator=self.name,
             seed=seed,
             requested=n,
+            relation_id=relation.id if relation else None,
             notes=tuple(notes),
         )
 

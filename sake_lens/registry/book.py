@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import difflib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelMismatchError, RegistryError
+from ..errors import EditFileError, ModelMismatchError, RegistryError, SakeLensError
 from ..gate.config import GateConfig
 from ..gate.embedder import SentenceEmbedder
 from ..gate.router import ScopeRouter
@@ -54,10 +53,22 @@ from .storage import (
     object_path,
     read_manifest,
     read_object,
+    rewrite_manifest,
+    summarize,
+    unknown_id,
     write_registry,
 )
 
-__all__ = ["EditBook", "BookEntry", "conflict_key", "save_edit", "load_edit"]
+__all__ = [
+    "EditBook",
+    "BookEntry",
+    "conflict_key",
+    "save_edit",
+    "load_edit",
+    "list_saved",
+    "remove_saved",
+    "set_saved_enabled",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +121,8 @@ class BookEntry:
         }
 
     def summary(self) -> dict[str, Any]:
-        """One row of ``sake-lens edits list``."""
-        r = self.edit.request
-        return {
-            "id": self.id,
-            "enabled": self.enabled,
-            "subject": r.subject,
-            "prompt": r.text,
-            "old": r.old,
-            "new": r.new,
-            "site": self.edit.site.hook,
-            "gate": (
-                f"{self.scope.config.kind}/{self.scope.config.metric}" if self.scope else "none"
-            ),
-            "threshold": self.scope.threshold if self.scope else None,
-            "revision": self.revision,
-            "added": self.added,
-        }
+        """One row of ``sake-lens edits list`` (see :func:`list_saved`)."""
+        return summarize(entry_meta(self.edit, self.scope, self.state()))
 
 
 class EditBook:
@@ -226,9 +222,19 @@ class EditBook:
         self._router = None
 
     def _read_entry(self, path: Path, raw: dict[str, Any]) -> BookEntry:
-        if self.model is not None:
-            check_model(raw["edit"], self.model, where=str(path), strict=self.strict)
-        edit, scope = decode_entry(raw, read_object(path, raw))
+        try:
+            if self.model is not None:
+                check_model(raw["edit"], self.model, where=str(path), strict=self.strict)
+            edit, scope = decode_entry(raw, read_object(path, raw))
+        except SakeLensError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            eid = raw.get("id", "?") if isinstance(raw, dict) else "?"
+            raise EditFileError(
+                f"Entry {eid} of {path / 'registry.json'} is malformed ({type(exc).__name__}: "
+                f"{exc}); it was damaged or edited by hand. Restore the file from a backup, or "
+                f"drop the entry with `sake-lens edits remove {path} {eid}`."
+            ) from exc
         return BookEntry(
             edit,
             scope,
@@ -343,12 +349,7 @@ class EditBook:
         try:
             return self._entries[edit_id]
         except KeyError:
-            close = difflib.get_close_matches(edit_id, list(self._entries), n=3, cutoff=0.4)
-            hint = f" Did you mean {close}?" if close else ""
-            raise RegistryError(
-                f"No edit {edit_id!r} in this registry ({len(self)} edits).{hint} List them with "
-                "book.list() or `sake-lens edits list DIR`."
-            ) from None
+            raise unknown_id(edit_id, list(self._entries)) from None
 
     def _changed(self, edit_id: str, op: str = "put") -> None:
         self._ops.append((op, edit_id))
@@ -593,3 +594,44 @@ def load_edit(path: str | Path, *, model: Any = None, strict: bool = True) -> Ed
             check_model(raw["edit"], model, where=str(path), strict=strict)
         edit, _ = decode_entry(raw, read_object(path, raw))
     return edit
+
+
+def list_saved(path: str | Path) -> list[dict[str, Any]]:
+    """Summary rows of the edits saved at ``path``, read from the manifest alone."""
+    path = Path(path)
+    with locked(path, exclusive=False):
+        manifest = read_manifest(path)
+    if manifest is None:
+        raise RegistryError(f"No edit registry at {path} (no registry.json).")
+    return [summarize(e) for e in manifest["entries"]]
+
+
+def remove_saved(path: str | Path, edit_id: str) -> dict[str, Any]:
+    """Remove an edit from the registry at ``path`` without loading it (works when its tensor
+    file is damaged); return its summary row."""
+    removed: list[dict[str, Any]] = []
+
+    def drop(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = [e["id"] for e in entries]
+        if edit_id not in ids:
+            raise unknown_id(edit_id, ids)
+        removed.extend(e for e in entries if e["id"] == edit_id)
+        return [e for e in entries if e["id"] != edit_id]
+
+    rewrite_manifest(Path(path), drop)
+    return summarize(removed[0])
+
+
+def set_saved_enabled(path: str | Path, edit_id: str, enabled: bool) -> None:
+    """Enable or disable an edit in the registry at ``path`` without loading it."""
+
+    def toggle(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = [e["id"] for e in entries]
+        if edit_id not in ids:
+            raise unknown_id(edit_id, ids)
+        for e in entries:
+            if e["id"] == edit_id:
+                e["enabled"] = enabled
+        return entries
+
+    rewrite_manifest(Path(path), toggle)

@@ -22,13 +22,14 @@ refused, and edits that do not fit the model raise
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from .._version import library_versions
-from ..errors import EditFileError, ModelMismatchError
+from ..errors import EditFileError, ModelMismatchError, RegistryError
 from ..gate.scope import Scope
 from ..model.loading import model_id as get_model_id
 from ..model.sites import Site
@@ -65,6 +66,9 @@ __all__ = [
     "read_manifest",
     "read_object",
     "write_registry",
+    "rewrite_manifest",
+    "summarize",
+    "unknown_id",
     "now",
 ]
 
@@ -209,6 +213,35 @@ def encode_entry(
     return entry_meta(edit, scope, state), data
 
 
+def summarize(entry: dict[str, Any]) -> dict[str, Any]:
+    """One summary row of a manifest entry (no tensors needed)."""
+    meta, scope = entry["edit"], entry.get("scope")
+    request = EditRequest.from_dict(meta["request"])
+    return {
+        "id": entry["id"],
+        "enabled": bool(entry.get("enabled", True)),
+        "subject": request.subject,
+        "prompt": request.text,
+        "old": request.old,
+        "new": request.new,
+        "site": meta["site"]["hook"],
+        "gate": f"{scope['config']['kind']}/{scope['config']['metric']}" if scope else "none",
+        "threshold": scope["calibration"]["threshold"] if scope else None,
+        "revision": int(entry.get("revision", 0)),
+        "added": entry.get("added"),
+    }
+
+
+def unknown_id(edit_id: str, ids: list[str]) -> RegistryError:
+    """The error for an id that is not in a registry, with the closest ids."""
+    close = difflib.get_close_matches(edit_id, ids, n=3, cutoff=0.4)
+    hint = f" Did you mean {close}?" if close else ""
+    return RegistryError(
+        f"No edit {edit_id!r} in this registry ({len(ids)} edits).{hint} List them with "
+        "book.list() or `sake-lens edits list DIR`."
+    )
+
+
 def decode_entry(entry: dict[str, Any], tensors: dict[str, Tensor]) -> tuple[Edit, Scope | None]:
     """Rebuild the :class:`Edit` and its :class:`Scope` from manifest metadata and tensors."""
     meta = entry["edit"]
@@ -334,6 +367,27 @@ def write_registry(
     atomic_write(path / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False).encode())
     _collect_garbage(path, {e["object"] for e in out})
     return manifest
+
+
+def rewrite_manifest(
+    path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Change a registry's entries at the manifest level (no tensor is read or written).
+
+    Under the exclusive lock: read the current manifest, apply ``change`` to its entries (it may
+    drop entries or change their state), write the new manifest; tensor files no entry uses any
+    more are removed. Works on a registry whose tensor files are damaged.
+    """
+    with locked(path, exclusive=True):
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise RegistryError(f"No edit registry at {path} (no registry.json).")
+        entries = change([dict(e) for e in manifest["entries"]])
+        header: dict[str, Any] = {
+            k: manifest[k] for k in ("model", "gate", "created") if k in manifest
+        }
+        header["generation"] = int(manifest.get("generation", 0)) + 1
+        return write_registry(path, header, [(e, None) for e in entries])["entries"]
 
 
 def _collect_garbage(path: Path, keep: set[str]) -> None:

@@ -1,0 +1,178 @@
+"""Evaluation metrics on hand-made cases whose answers are known (no model)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sake_lens.evaluate.metrics import (
+    METRICS,
+    ProbeResult,
+    SideEffects,
+    aggregate,
+    bootstrap_ci,
+    contains_object,
+    ngram_entropy,
+    record_metrics,
+)
+from sake_lens.evaluate.scoring import continuation_logprob
+
+NEW, OLD = "English", "French"
+
+
+def probe(
+    kind: str, greedy: str, *, lp=(None, None), fired=None, own=None, index=0, exp=NEW, comp=OLD
+):
+    return ProbeResult(kind, f"{kind} prompt", greedy, exp, comp, lp[0], lp[1], fired, own, index)
+
+
+def metrics(probes, **kw):
+    kw.setdefault("subject", "Danielle Darrieux")
+    return record_metrics(probes, new=NEW, old=OLD, **kw)
+
+
+def test_greedy_first_token_metrics() -> None:
+    probes = [
+        probe("edit", " English"),
+        probe("paraphrase", " Eng", index=0),  # a prefix of >= 2 characters counts
+        probe("paraphrase", " E", index=1),  # a bare initial does not
+        probe("paraphrase", " the", index=2),
+        probe("paraphrase", "English", index=3),
+    ]
+    m = metrics(probes)
+    assert m["efficacy"] == 1.0
+    assert m["generalisation"] == 0.5
+    assert metrics([probe("edit", " French")])["efficacy"] == 0.0
+
+
+def test_specificity_with_and_without_the_paper_filter() -> None:
+    # neighbourhood: expected = the true object (French), competitor = new (English)
+    edited = [
+        probe("neighbourhood", " French", exp=OLD, comp=NEW, index=0),
+        probe("neighbourhood", " English", exp=OLD, comp=NEW, index=1),
+        probe("neighbourhood", " French", exp=OLD, comp=NEW, index=2),
+        probe("neighbourhood", " the", exp=OLD, comp=NEW, index=3),
+    ]
+    unedited = [
+        probe("neighbourhood", " French", exp=OLD, comp=NEW),  # right before: kept
+        probe("neighbourhood", " French", exp=OLD, comp=NEW),  # right before: kept
+        probe("neighbourhood", " a", exp=OLD, comp=NEW),  # wrong before: filtered out
+        probe("neighbourhood", " the", exp=OLD, comp=NEW),  # wrong before: filtered out
+    ]
+    m = metrics(edited, unedited_neighbourhood=unedited)
+    assert m["specificity"] == 0.5  # 1 of the 2 kept
+    assert m["specificity_unfiltered"] == 0.5  # 2 of 4
+    none_kept = metrics(edited, unedited_neighbourhood=[unedited[3]] * 4)
+    assert none_kept["specificity"] is None  # not measurable, excluded from the mean
+    with pytest.raises(ValueError, match="same order"):
+        metrics(edited, unedited_neighbourhood=unedited[:2])
+
+
+def test_probability_metrics_and_margins() -> None:
+    lp = math.log
+    probes = [
+        probe("edit", "x", lp=(lp(0.6), lp(0.1))),
+        probe("paraphrase", "x", lp=(lp(0.2), lp(0.3)), index=0),
+        probe("paraphrase", "x", lp=(lp(0.5), lp(0.1)), index=1),
+        probe("neighbourhood", "x", lp=(lp(0.4), lp(0.1)), exp=OLD, comp=NEW),
+    ]
+    m = metrics(probes)
+    assert m["efficacy_prob"] == 1.0 and m["generalisation_prob"] == 0.5
+    assert m["specificity_prob"] == 1.0
+    assert m["efficacy_margin"] == pytest.approx(0.5)
+    assert m["generalisation_margin"] == pytest.approx(((0.2 - 0.3) + (0.5 - 0.1)) / 2)
+    assert m["specificity_margin"] == pytest.approx(0.3)
+
+
+def test_multi_token_log_probability_is_the_sum_over_tokens() -> None:
+    # P(tok0) = 0.5 at step 0, P(tok1 | tok0) = 0.75 at step 1 -> P(object) = 0.375
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.125, 0.75, 0.125]]))
+    assert continuation_logprob(logits, [0, 1]) == pytest.approx(math.log(0.375))
+    with pytest.raises(ValueError):
+        continuation_logprob(logits, [0])
+
+
+def test_generation_metrics() -> None:
+    gens = [
+        " English. She was born in Paris.",  # new, no old
+        " French and English.",  # both
+        " a famous actress.",  # neither
+        " Englishman",  # the whole word only
+    ]
+    m = metrics([probe("edit", " English")], generations=gens)
+    assert m["generation_new"] == 0.5
+    assert m["generation_no_old"] == 0.75
+    assert m["generation"] == 0.25
+    assert contains_object(" She speaks New  York English", "new york english")
+    # the subject's own words are not the object
+    assert not contains_object(" Apple A5 was made by Google", "Apple", subject="Apple A5")
+    assert contains_object(" Apple A5 was made by Apple", "Apple", subject="Apple A5")
+
+
+def test_robustness_metrics() -> None:
+    probes = [
+        probe("doubt", " English", index=1, lp=(-1.0, -2.0)),
+        probe("doubt", " French", index=0, lp=(-3.0, -2.0)),
+        probe("long_context", " Eng", lp=(-1.0, -2.0)),
+        probe("implication", " London", exp="London", comp="Paris", lp=(-1.0, -3.0)),
+    ]
+    m = metrics(probes)
+    assert (m["doubt_1"], m["doubt_2"]) == (0.0, 1.0)  # sorted by index
+    assert m["doubt_prob"] == 0.5
+    assert m["long_context"] == 1.0 and m["long_context_prob"] == 1.0
+    assert m["implication"] == 1.0 and m["implication_prob"] == 1.0
+    assert metrics([probe("edit", "x")])["implication"] is None  # no implication probes
+
+
+def test_side_effects_and_gate_rates() -> None:
+    probes = [
+        probe("edit", "x", fired=True, own=True),
+        probe("paraphrase", "x", fired=True, own=False),  # another edit fired (all mode)
+        probe("neighbourhood", "x", fired=True, own=False, exp=OLD, comp=NEW),
+        probe("neighbourhood", "x", fired=False, own=False, exp=OLD, comp=NEW, index=1),
+        probe("unrelated", "x", fired=False, own=False, exp=None, comp=None),
+        probe("neutral", "x", fired=False, own=False, exp=None, comp=None),
+    ]
+    side = SideEffects(ppl_edited=12.0, ppl_unedited=10.0, entropy_edited=3.0, entropy_unedited=3.5)
+    m = metrics(probes, side_effects=side)
+    assert m["ppl_change"] == pytest.approx(0.2)
+    assert m["entropy_change"] == pytest.approx(-0.5)
+    assert m["gate_fpr"] == 0.25 and m["gate_fpr_neighbourhood"] == 0.5
+    assert m["gate_tpr"] == 0.5
+    assert m["edit_applied"] == 1.0
+    ungated = metrics([probe("edit", "x")], edit_applied=False)
+    assert ungated["gate_fpr"] is None and ungated["edit_applied"] == 0.0
+    assert list(m) == list(METRICS)
+
+
+def test_ngram_entropy() -> None:
+    assert ngram_entropy("") == 0.0
+    assert ngram_entropy("a a a a a a a a") == 0.0
+    # 3 distinct bigrams (log2 3) and 2 distinct trigrams (1 bit), weights 2/3 and 4/3
+    expected = (2 / 3 * math.log2(3) + 4 / 3 * 1.0) / 2
+    assert ngram_entropy("one two three four") == pytest.approx(expected)
+    assert ngram_entropy("The cat sat on the mat.") > ngram_entropy("the the the the the the")
+
+
+def test_bootstrap_is_seeded_and_covers_the_mean() -> None:
+    values = [0.0, 1.0] * 50
+    a = bootstrap_ci(values, seed=3, name="efficacy")
+    assert a == bootstrap_ci(values, seed=3, name="efficacy")
+    assert a != bootstrap_ci(values, seed=4, name="efficacy")
+    mean, lo, hi = a
+    assert mean == 0.5 and lo < 0.5 < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * 0.05, rel=0.2)  # ~ normal approximation
+    assert bootstrap_ci([0.7]) == (0.7, 0.7, 0.7)
+    with pytest.raises(ValueError):
+        bootstrap_ci([])
+    with pytest.raises(ValueError):
+        bootstrap_ci([float("nan"), 1.0])
+
+
+def test_aggregate_skips_undefined_values() -> None:
+    rows = [{"efficacy": 1.0, "specificity": None}, {"efficacy": 0.0, "specificity": None}]
+    agg = aggregate(rows, metrics=["efficacy", "specificity"])
+    assert agg["efficacy"]["mean"] == 0.5 and agg["efficacy"]["n"] == 2
+    assert agg["specificity"] == {"mean": None, "ci_low": None, "ci_high": None, "n": 0}

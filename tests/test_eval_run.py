@@ -1,0 +1,204 @@
+"""The evaluation harness end to end on the real default model (slow), plus its model-free parts:
+the teacher-forced scorer, the reference map, the per-record router, determinism, resuming and
+the CLI.
+
+Fitting is made cheap by asking the paraphrase generator for 4 prompts instead of the library's
+default (the harness reads that default from ``make_edit``); nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sake_lens.errors import DataError, FitError
+from sake_lens.evaluate import methods as methods_mod
+from sake_lens.evaluate import runner as runner_mod
+from sake_lens.evaluate.reference import PotLinearMap, reference_config
+from sake_lens.evaluate.runner import EvalConfig, run_evaluation
+from sake_lens.evaluate.scoring import ScoreRequest, score_rows
+from sake_lens.evaluate.suite import SuiteConfig
+
+RECORDS = [
+    {
+        "case_id": "darrieux",
+        "subject": "Danielle Darrieux",
+        "prompt": "The mother tongue of Danielle Darrieux is",
+        "ground_truth": "French",
+        "target_new": "English",
+        "rephrase_prompt": "The kettle was full. Danielle Darrieux grew up speaking",
+        "locality_prompt": "The mother tongue of Jean Gabin is",
+        "locality_ground_truth": "French",
+    },
+    {
+        "case_id": "eiffel",
+        "subject": "Eiffel Tower",
+        "prompt": "The Eiffel Tower is located in the city of",
+        "ground_truth": "Paris",
+        "target_new": "Rome",
+        "rephrase_prompt": "Where is the Eiffel Tower? It is in the city of",
+        "locality_prompt": "The Louvre is located in the city of",
+        "locality_ground_truth": "Paris",
+    },
+]
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(RECORDS), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def few_paraphrases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(methods_mod, "_default_n_paraphrases", lambda: 4)
+
+
+def small_config(data: Path, **kw) -> EvalConfig:
+    suite = SuiteConfig(long_contexts=1, implications=0, unrelated=1)
+    return EvalConfig(data=str(data), max_new_tokens=6, n_boot=200, suite=suite, **kw)
+
+
+# ------------------------------------------------------------------------------ model-free
+def test_pot_linear_map_matches_pot() -> None:
+    import ot
+
+    g = torch.Generator().manual_seed(0)
+    xs = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    xt = torch.randn(30, 6, generator=g, dtype=torch.float64) * 2 + 1
+    m = PotLinearMap().fit(xs, xt)
+    ref = ot.da.LinearTransport(reg=1e-2).fit(Xs=xs.numpy(), Xt=xt.numpy())
+    assert np.allclose(m.transform(xs).numpy(), ref.transform(Xs=xs.numpy()), atol=1e-10)
+    assert torch.allclose(m.inverse(m.transform(xs)), xs, atol=1e-8)
+    restored = PotLinearMap.from_state(m.config(), m.state_dict())
+    assert torch.equal(restored.transform(xs), m.transform(xs))
+    assert m.config() == {"kind": "pot-linear", "reg": 0.01}
+
+
+def test_pot_nan_is_a_fit_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ot
+
+    class NaNTransport:
+        def __init__(self, reg: float) -> None:
+            pass
+
+        def fit(self, Xs, Xt):
+            self.A_ = np.full((Xs.shape[1], Xs.shape[1]), np.nan)
+            self.B_ = np.zeros(Xs.shape[1])
+            return self
+
+    monkeypatch.setattr(ot.da, "LinearTransport", NaNTransport)
+    with pytest.raises(FitError, match="NaN"):
+        PotLinearMap().fit(torch.randn(5, 3), torch.randn(5, 3))
+
+
+def test_reference_config() -> None:
+    cfg = reference_config()
+    assert cfg.site == "ln_final.hook_out" and cfg.map_kind == "pot-linear"
+    assert cfg.distributions.target_templates == ("paper",)
+    assert cfg.distributions.forced_source and not cfg.distributions.validate_targets
+    assert isinstance(cfg.make_map(), PotLinearMap)
+    with pytest.raises(ValueError):
+        type(cfg)(map_kind="gaussian")
+
+
+def test_eval_config_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="method"):
+        EvalConfig(data="x", method="rome")
+    with pytest.raises(ValueError, match="mode"):
+        EvalConfig(data="x", mode="some")
+    cfg = small_config(tmp_path / "d.json", method="none")
+    assert EvalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+# ------------------------------------------------------------------------------ real model
+@pytest.mark.slow
+def test_scorer_matches_step_by_step_logprobs(model) -> None:
+    from sake_lens.collect.activations import collect_activations
+
+    prompt, obj = "The mother tongue of Danielle Darrieux is", " Christianity and"
+    ids = model.tokenizer.encode(obj, add_special_tokens=False)
+    assert len(ids) >= 2
+    expected = 0.0
+    for k in range(len(ids)):
+        text = prompt + model.tokenizer.decode(ids[:k])
+        acts = collect_activations(model, [text], ["ln_final.hook_out"], keep_logits=True)
+        expected += float(torch.log_softmax(acts.logits_last[0].double(), -1)[ids[k]])
+    others = [ScoreRequest("Paris is the capital of", (" France",)), ScoreRequest("Hi", ())]
+    together = score_rows(model, [*others, ScoreRequest(prompt, (obj, " French"))])
+    alone = score_rows(model, [ScoreRequest(prompt, (obj, " French"))])
+    assert together[2].logprobs[0] == pytest.approx(expected, abs=2e-3)
+    assert together[2].logprobs == pytest.approx(alone[0].logprobs, abs=2e-3)
+    assert together[2].greedy.strip() == "French" and together[2].n_tokens[1] == 1
+    assert together[1].logprobs == () and math.isfinite(together[0].logprobs[0])
+
+
+@pytest.mark.slow
+def test_determinism_and_resume(
+    model, data_file: Path, tmp_path: Path, few_paraphrases, monkeypatch
+) -> None:
+    cfg = small_config(data_file, method="sake", chunk_size=2)
+    a = run_evaluation(model, cfg, out=tmp_path / "a.json", progress=False)
+    b = run_evaluation(model, cfg, out=tmp_path / "b.json", progress=False)
+    on_disk = json.loads((tmp_path / "a.json").read_text())
+    for r in (a, b, on_disk):
+        r.pop("timings")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert json.loads(json.dumps(a)) == on_disk
+    assert a["complete"] and [r["case_id"] for r in a["records"]] == ["darrieux", "eiffel"]
+    assert set(a["aggregates"]) == set(a["metrics"])
+    assert a["records"][0]["edit"]["n_paraphrases"] >= 2
+
+    # resume: a partial file with one finished record evaluates only the other one
+    partial = json.loads((tmp_path / "b.json").read_text())
+    partial["records"] = partial["records"][:1]
+    partial["complete"] = False
+    (tmp_path / "b.json").write_text(json.dumps(partial))
+    seen: list[str] = []
+    original = runner_mod._evaluate_chunk
+
+    def spy(model, records, *args, **kw):
+        seen.extend(r.case_id for r in records)
+        return original(model, records, *args, **kw)
+
+    monkeypatch.setattr(runner_mod, "_evaluate_chunk", spy)
+    c = run_evaluation(model, cfg, out=tmp_path / "b.json", progress=False)
+    assert seen == ["eiffel"]
+    assert c["complete"] and [r["case_id"] for r in c["records"]] == ["darrieux", "eiffel"]
+    assert c["records"][0] == a["records"][0]
+
+    # another configuration refuses to mix its results into the file
+    with pytest.raises(DataError, match="another configuration"):
+        run_evaluation(model, small_config(data_file, method="none"), out=tmp_path / "b.json")
+
+
+@pytest.mark.slow
+def test_cli_smoke(
+    model, data_file: Path, tmp_path: Path, few_paraphrases, monkeypatch, capsys
+) -> None:
+    """Two records through ``sake-lens eval`` with the paper's recipe (< 60 s)."""
+    from sake_lens.cli import eval as eval_cli
+    from sake_lens.cli.main import main
+
+    monkeypatch.setattr(eval_cli, "load_from_args", lambda args: model)
+    out = tmp_path / "ref.json"
+    argv = ["eval", "--data", str(data_file), "--n", "2", "--method", "sake-reference"]
+    argv += ["--out", str(out), "--no-progress", "--no-generation"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| efficacy |" in text and "sake-reference (single mode), 2 records" in text
+    result = json.loads(out.read_text())
+    assert result["method"]["gate"]["threshold"] == 1.0
+    for record in result["records"]:
+        assert record["status"] in ("ok", "edit_failed")
+        if record["status"] == "ok":
+            assert record["edit"]["map"] == "pot-linear"
+        kinds = {p["kind"] for p in record["probes"]}
+        assert {"edit", "paraphrase", "neighbourhood", "doubt", "long_context"} <= kinds
+        assert all(p["fired"] is not None for p in record["probes"])

@@ -106,6 +106,7 @@ class ScopeRouter:
         self.embedder = embedder
         self._tokens: tuple[Tensor, tuple[int, ...] | None] | None = None
         self._hidden: dict[str, Tensor] = {}
+        self._here: dict[str, Tensor] = {}
         self.last_routes: Tensor | None = None
         self.last_distances: Tensor | None = None
         self.last_texts: list[str] | None = None
@@ -208,8 +209,9 @@ class ScopeRouter:
         best_ratio, best = ratio.min(dim=1)
         best = best.masked_fill(~torch.isfinite(best_ratio), -1)
         if site is not None:
-            here = torch.tensor([s == site for s in self.sites] + [False])
-            best = best.masked_fill(~here[best], -1)  # index -1 reads the trailing False
+            if site not in self._here:  # edits at this site, plus a trailing False for -1
+                self._here[site] = torch.tensor([s == site for s in self.sites] + [False])
+            best = best.masked_fill(~self._here[site][best], -1)
         return best
 
     def route(self, acts: Float[Tensor, "batch d"], site: str) -> Int[Tensor, " batch"]:

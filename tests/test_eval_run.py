@@ -60,8 +60,8 @@ def few_paraphrases(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(methods_mod, "_default_n_paraphrases", lambda: 4)
 
 
-def small_config(data: Path, **kw) -> EvalConfig:
-    suite = SuiteConfig(long_contexts=1, implications=0, unrelated=1)
+def small_config(data: Path, *, long_contexts: int = 1, **kw) -> EvalConfig:
+    suite = SuiteConfig(long_contexts=long_contexts, implications=0, unrelated=1)
     return EvalConfig(data=str(data), max_new_tokens=6, n_boot=200, suite=suite, **kw)
 
 
@@ -143,7 +143,7 @@ def test_scorer_matches_step_by_step_logprobs(model) -> None:
 def test_determinism_and_resume(
     model, data_file: Path, tmp_path: Path, few_paraphrases, monkeypatch
 ) -> None:
-    cfg = small_config(data_file, method="sake", chunk_size=2)
+    cfg = small_config(data_file, method="sake", chunk_size=2, long_contexts=0)
     a = run_evaluation(model, cfg, out=tmp_path / "a.json", progress=False)
     b = run_evaluation(model, cfg, out=tmp_path / "b.json", progress=False)
     on_disk = json.loads((tmp_path / "a.json").read_text())

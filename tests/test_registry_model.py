@@ -73,11 +73,16 @@ def _logits(model, book: EditBook, prompts: list[str]) -> torch.Tensor:
         return model(batch.tokens, attention_mask=batch.attention_mask)
 
 
-@pytest.fixture(scope="module", params=["hidden", "embedding"])
+GATES = {
+    "hidden": GateConfig(kind="hidden", metric="mahalanobis"),
+    "hidden-layer-0": GateConfig(kind="hidden", metric="cosine", layer=0),
+    "embedding": GateConfig(kind="embedding", metric="euclidean"),
+}
+
+
+@pytest.fixture(scope="module", params=list(GATES))
 def gate(request) -> GateConfig:
-    if request.param == "hidden":
-        return GateConfig(kind="hidden", metric="mahalanobis")
-    return GateConfig(kind="embedding", metric="euclidean")
+    return GATES[request.param]
 
 
 @pytest.fixture(scope="module")

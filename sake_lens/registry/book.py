@@ -48,6 +48,7 @@ from .storage import (
     encode_entry,
     entry_meta,
     locked,
+    malformed,
     model_info,
     now,
     object_path,
@@ -213,37 +214,36 @@ class EditBook:
         entries: dict[str, BookEntry] = {}
         for raw in manifest["entries"]:
             entries[raw["id"]] = self._read_entry(path, raw)
+        try:
+            generation = int(manifest.get("generation", 0))
+            saved_gate = GateConfig.from_dict(manifest["gate"]) if manifest.get("gate") else None
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise EditFileError(
+                f"The header of {path / 'registry.json'} is malformed ({type(exc).__name__}: "
+                f"{exc}); it was damaged or edited by hand. Restore it from a backup."
+            ) from exc
         self._entries = entries
-        self._generation = int(manifest.get("generation", 0))
+        self._generation = generation
         self.created = manifest.get("created", self.created)
-        if gate is None and manifest.get("gate"):
-            self.gate = GateConfig.from_dict(manifest["gate"])
+        if gate is None and saved_gate is not None:
+            self.gate = saved_gate
         self._ops = []
         self._router = None
 
     def _read_entry(self, path: Path, raw: dict[str, Any]) -> BookEntry:
         try:
-            if self.model is not None:
-                check_model(raw["edit"], self.model, where=str(path), strict=self.strict)
-            edit, scope = decode_entry(raw, read_object(path, raw))
-        except SakeLensError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            eid = raw.get("id", "?") if isinstance(raw, dict) else "?"
-            raise EditFileError(
-                f"Entry {eid} of {path / 'registry.json'} is malformed ({type(exc).__name__}: "
-                f"{exc}); it was damaged or edited by hand. Restore the file from a backup, or "
-                f"drop the entry with `sake-lens edits remove {path} {eid}`."
-            ) from exc
-        return BookEntry(
-            edit,
-            scope,
-            enabled=bool(raw.get("enabled", True)),
-            added=raw.get("added") or now(),
-            revised=raw.get("revised"),
-            revision=int(raw.get("revision", 0)),
-            _object=(raw["object"], int(raw["bytes"])),
-        )
+            edit, scope = _decode(path, raw, self.model, self.strict)
+            return BookEntry(
+                edit,
+                scope,
+                enabled=bool(raw.get("enabled", True)),
+                added=raw.get("added") or now(),
+                revised=raw.get("revised"),
+                revision=int(raw.get("revision", 0)),
+                _object=(raw["object"], int(raw["bytes"])),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise malformed(path, raw, exc) from exc
 
     def save(self, path: str | Path | None = None) -> Path:
         """Save atomically to ``path`` (default: where the book was opened); return the path.
@@ -548,6 +548,18 @@ class EditBook:
             yield model
 
 
+def _decode(path: Path, raw: dict[str, Any], model: Any, strict: bool) -> tuple[Edit, Scope | None]:
+    """Check an entry against ``model`` and decode it; a malformed entry is an EditFileError."""
+    try:
+        if model is not None:
+            check_model(raw["edit"], model, where=str(path), strict=strict)
+        return decode_entry(raw, read_object(path, raw))
+    except (EditFileError, ModelMismatchError):
+        raise
+    except (SakeLensError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise malformed(path, raw, exc) from exc
+
+
 def save_edit(edit: Edit, path: str | Path, *, scope: Scope | None = None) -> Path:
     """Save one edit (and optionally its gate) to a directory, in the registry format.
 
@@ -589,10 +601,7 @@ def load_edit(path: str | Path, *, model: Any = None, strict: bool = True) -> Ed
             raise RegistryError(
                 f"{path} holds {len(manifest['entries'])} edits; load it with EditBook.load(path)."
             )
-        raw = manifest["entries"][0]
-        if model is not None:
-            check_model(raw["edit"], model, where=str(path), strict=strict)
-        edit, _ = decode_entry(raw, read_object(path, raw))
+        edit, _ = _decode(path, manifest["entries"][0], model, strict)
     return edit
 
 
@@ -603,7 +612,13 @@ def list_saved(path: str | Path) -> list[dict[str, Any]]:
         manifest = read_manifest(path)
     if manifest is None:
         raise RegistryError(f"No edit registry at {path} (no registry.json).")
-    return [summarize(e) for e in manifest["entries"]]
+    rows = []
+    for e in manifest["entries"]:
+        try:
+            rows.append(summarize(e))
+        except (SakeLensError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise malformed(path, e, exc) from exc
+    return rows
 
 
 def remove_saved(path: str | Path, edit_id: str) -> dict[str, Any]:

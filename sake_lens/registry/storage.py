@@ -63,6 +63,7 @@ __all__ = [
     "encode_entry",
     "object_path",
     "decode_entry",
+    "malformed",
     "read_manifest",
     "read_object",
     "write_registry",
@@ -265,8 +266,23 @@ def decode_entry(entry: dict[str, Any], tensors: dict[str, Tensor]) -> tuple[Edi
         created=meta["created"],
         prompts=PromptSet(**prompts) if prompts is not None else None,
     )
+    if edit.map.d_model != edit.d_model:
+        raise ValueError(
+            f"the map's tensors have width {edit.map.d_model}, the metadata says d_model="
+            f"{edit.d_model}"
+        )
     scope = Scope.from_saved(entry["scope"], scope_state) if entry.get("scope") else None
     return edit, scope
+
+
+def malformed(path: Path, raw: Any, exc: BaseException) -> EditFileError:
+    """The error for a manifest entry that cannot be decoded (damaged or edited by hand)."""
+    eid = raw.get("id", "?") if isinstance(raw, dict) else "?"
+    return EditFileError(
+        f"Entry {eid} of {path / MANIFEST} is malformed ({type(exc).__name__}: {exc}); it was "
+        f"damaged or edited by hand. Restore the file from a backup, or drop the entry with "
+        f"`sake-lens edits remove {path} {eid}`."
+    )
 
 
 # ------------------------------------------------------------------------------ registry
@@ -281,7 +297,7 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         raise EditFileError(f"Cannot read {file}: {exc}.") from exc
     try:
         manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise EditFileError(
             f"{file} is not valid JSON ({exc}); it was damaged or edited by hand. Restore it "
             "from a backup (the tensor files in objects/ are intact and content-addressed)."
@@ -296,6 +312,18 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         )
     if not isinstance(manifest.get("entries"), list):
         raise EditFileError(f"{file} lacks its list of entries; restore it from a backup.")
+    ids = [e.get("id") if isinstance(e, dict) else None for e in manifest["entries"]]
+    for i, eid in enumerate(ids):
+        if not isinstance(eid, str) or not eid:
+            raise EditFileError(
+                f"Entry {i} of {file} is not an edit entry with an id; it was damaged or edited "
+                "by hand. Restore the file from a backup, or delete that entry from the list."
+            )
+        if eid in ids[:i]:
+            raise EditFileError(
+                f"{file} lists edit {eid} twice; it was damaged or edited by hand. Restore it "
+                "from a backup, or delete one of the two entries."
+            )
     return manifest
 
 

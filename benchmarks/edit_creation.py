@@ -55,7 +55,13 @@ def sake_config(batch_size: int) -> EditConfig:
 
 
 @torch.no_grad()
-def reference(model: Any, source: list[str], target: list[str], ref_prompts: int | None) -> dict:
+def reference(
+    model: Any,
+    source: list[str],
+    target: list[str],
+    ref_prompts: int | None,
+    fallback: tuple[np.ndarray, np.ndarray],
+) -> dict:
     """The paper's path: one prompt per forward pass, then POT's LinearTransport in float64."""
     import ot
 
@@ -83,10 +89,13 @@ def reference(model: Any, source: list[str], target: list[str], ref_prompts: int
 
     (acts, _), fwd_wall, fwd_cpu = timed(lambda: run(timed_idx), str(device))
     scale = len(prompts) / len(timed_idx)
-    if len(timed_idx) < len(prompts):  # all activations for the fit (untimed)
-        acts, _ = run(set(range(len(prompts))))
-    xs = np.stack(acts[: len(source)])
-    xt = np.stack(acts[len(source) :])
+    if len(timed_idx) < len(prompts):
+        # Subset timed: fit POT on sake_lens's activations of the same prompts (the same
+        # final normalised states; only the fit's time is measured here).
+        xs, xt = fallback
+    else:
+        xs = np.stack(acts[: len(source)])
+        xt = np.stack(acts[len(source) :])
 
     def fit() -> Any:
         return ot.da.LinearTransport(reg=1e-2).fit(Xs=xs, Xt=xt)
@@ -121,9 +130,9 @@ def main() -> None:
     n_prompts = len(sets.source) + len(sets.target)
 
     def sake() -> Any:
-        return fit_edit(model, REQUEST, paras, config=cfg, progress=False)
+        return fit_edit(model, REQUEST, paras, config=cfg, progress=False, keep_activations=True)
 
-    sake()  # warm-up (allocator, tokenizer caches)
+    fit_edit(model, REQUEST, paras[:10], config=cfg, progress=False)  # warm-up
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
@@ -140,7 +149,8 @@ def main() -> None:
         sk_wall.append(w)
         sk_cpu.append(c)
         if not args.skip_reference:
-            ref_rows.append(reference(model, sets.source, sets.target, args.ref_prompts))
+            fallback = (edit.source_acts.numpy(), edit.target_acts.numpy())
+            ref_rows.append(reference(model, sets.source, sets.target, args.ref_prompts, fallback))
 
     rows = [
         [

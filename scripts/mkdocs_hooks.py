@@ -8,6 +8,9 @@
 * **Sphinx roles in docstrings** — ``:class:`~sake_lens.x.Y``` and friends (the docstrings are
   Google style but use these roles) are rendered as code, linked to the object's API page when
   it is public.
+* **Notebook outputs load nothing remote** — plotly's notebook renderers put CDN loaders in
+  the outputs (plotly.js, MathJax: ``<script src="https://…">`` and ``import "https://…"``);
+  on notebook pages they are removed, since the site serves its own plotly.js and MathJax.
 * **plotly.js** — copied from the installed ``plotly`` package to
   ``assets/javascripts/plotly.min.js`` so figures render offline (the theme override loads it
   in ``<head>``, before any inline figure script runs).
@@ -33,6 +36,12 @@ API_PLACEHOLDER = f"{gen_api_pages.API_DIR}/index.md"
 # ":class:`~a.b.C`" as Python-Markdown renders it inside a docstring.
 _ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj|const):<code>(~?)([\w.]+)</code>")
 _public: dict[str, str] = {}  # public name -> docs-relative page
+# A <script> that loads code from another host: by src, or by a module import.
+_REMOTE_SCRIPT = re.compile(
+    r"<script\b[^>]*\bsrc=[\"'](?:https?:)?//[^\"']*[\"'][^>]*>\s*</script>"
+    r"|<script\b[^>]*>\s*import\s+[\"'](?:https?:)?//[^\"']*[\"'];?\s*</script>",
+    re.I,
+)
 
 
 def _expand_api(nav: Any) -> bool:
@@ -92,7 +101,12 @@ def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
             return f"<code>{shown}</code>"
         return f'<a href="{file.url_relative_to(page.file)}"><code>{shown}</code></a>'
 
-    return _ROLE.sub(replace, html)
+    html = _ROLE.sub(replace, html)
+    if page.file.src_uri.startswith("notebooks/"):
+        html, n = _REMOTE_SCRIPT.subn("", html)
+        if n:
+            log.debug("%s: removed %d remote script loaders", page.file.src_uri, n)
+    return html
 
 
 def on_serve(server: Any, config: Any, builder: Any) -> Any:

@@ -117,6 +117,37 @@ def test_eval_config_validation(tmp_path: Path) -> None:
     assert EvalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def test_own_row_router_keeps_each_row_to_its_own_edit() -> None:
+    """Single mode batches records together: a row may only reach its own record's edit."""
+    from types import SimpleNamespace
+
+    from sake_lens.evaluate.methods import Treatment, _OwnRowRouter
+    from sake_lens.gate import Calibration, GateConfig, Scope, ScopeStats
+
+    site = "ln_final.hook_out"
+    cfg = GateConfig(kind="hidden")
+    scopes = [
+        Scope(
+            cfg,
+            site,
+            ScopeStats.fit(torch.full((3, 4), c), "euclidean"),
+            Calibration(1.0, 0.05, 0.0),
+        )
+        for c in (0.0, 10.0)
+    ]
+    edits = [SimpleNamespace(site=SimpleNamespace(hook=site)) for _ in scopes]
+    router = _OwnRowRouter(edits, scopes)
+    treatment = Treatment("sake", "single", ["", "", ""], [0, 1, -1], router=router)
+    treatment.hooks = [("x", None)]  # steering is active
+    acts = torch.tensor([[10.0] * 4, [10.0] * 4, [0.0] * 4, [10.0] * 4], dtype=torch.float64)
+    treatment.before_batch([0, 1, 0, 2])  # record 2 has no edit
+    decisions = router.route(acts, site)
+    assert decisions.tolist() == [-1, 1, 0, -1]  # row 0 is near edit 1 but belongs to edit 0
+    assert treatment.fired(int(decisions[1]), 1) == (True, True)
+    assert treatment.fired(int(decisions[0]), 0) == (False, False)
+    assert Treatment("none", "single", [""], [-1]).fired(None, 0) == (None, None)
+
+
 # ------------------------------------------------------------------------------ real model
 @pytest.mark.slow
 def test_scorer_matches_step_by_step_logprobs(model) -> None:

@@ -104,7 +104,8 @@ def test_save_load_gives_bit_identical_logits(
     probes = _probes(edits)
     before = _logits(tiny_model, book, probes)
     routes = book.router().last_routes.tolist()
-    assert routes[0] == 0 and routes[-3:] == [-1, -1, -1]  # own prompt in, outside text out
+    if gate.kind == "embedding":  # (hidden states of a random model separate nothing)
+        assert routes[0] == 0 and routes[-3:] == [-1, -1, -1]  # own prompt in, outside out
     book.save(tmp_path / "reg")
     loaded = EditBook.load(tmp_path / "reg", model=tiny_model, embedder=embedder)
     after = _logits(tiny_model, loaded, probes)

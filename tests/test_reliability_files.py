@@ -89,7 +89,7 @@ def test_every_truncation_of_the_manifest(saved: Path, tmp_path: Path) -> None:
     step = max(1, len(good) // 60)
     for cut in [*range(0, len(good) - 1, step), len(good) - 2]:
         (path / storage.MANIFEST).write_bytes(good[:cut])
-        with pytest.raises(EditFileError, match="not valid JSON|Restore"):
+        with pytest.raises(EditFileError, match=r"not valid JSON|Restore"):
             load_book(path)
 
 
@@ -138,7 +138,9 @@ HAND_EDITS = {
 
 
 @pytest.mark.parametrize("name", list(HAND_EDITS))
-def test_hand_edited_manifests_raise_edit_file_error(saved: Path, tmp_path: Path, name: str) -> None:
+def test_hand_edited_manifests_raise_edit_file_error(
+    saved: Path, tmp_path: Path, name: str
+) -> None:
     path = _copy(saved, tmp_path)
     manifest = _manifest(path)
     HAND_EDITS[name](manifest)
@@ -159,8 +161,8 @@ def test_a_hand_edited_single_edit_raises_edit_file_error(tmp_path: Path) -> Non
 
 
 def test_tensor_file_with_wrong_tensors_raises_edit_file_error(saved: Path, tmp_path: Path) -> None:
-    from safetensors.torch import save as st_save
     import torch
+    from safetensors.torch import save as st_save
 
     path = _copy(saved, tmp_path)
     _set_object(path, 0, st_save({"map.nothing": torch.zeros(3)}))
@@ -185,7 +187,9 @@ def test_random_manifest_bytes(saved: Path, tmp_path: Path, data: bytes) -> None
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
-    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -203,7 +207,9 @@ def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 @SETTINGS
 @given(data=st.data())
-def test_random_hand_edits_of_the_manifest(saved: Path, tmp_path: Path, data: st.DataObject) -> None:
+def test_random_hand_edits_of_the_manifest(
+    saved: Path, tmp_path: Path, data: st.DataObject
+) -> None:
     """Replace or delete any field of a valid manifest: it loads, or raises EditFileError."""
     path = _copy(saved, tmp_path)
     manifest = _manifest(path)

@@ -88,9 +88,9 @@ def test_request_errors_are_value_errors_and_sake_lens_errors() -> None:
 # ----------------------------------------------------------------------------- sites
 def test_bad_sites_in_an_edit_config_fail_before_any_forward(tiny_model) -> None:
     request = EditRequest("Rome", "{} is the capital of", "Italy", "France")
-    with pytest.raises(SiteError, match="blocks.1.hook_resid_post"):  # the closest name
+    with pytest.raises(SiteError, match=r"blocks\.1\.hook_resid_post"):  # the closest name
         fit_edit(tiny_model, request, config=EditConfig(site="blocks.1.hook_resid_pst"))
-    with pytest.raises(SiteError, match="cannot steer|observation"):
+    with pytest.raises(SiteError, match=r"cannot steer|observation"):
         fit_edit(tiny_model, request, config=EditConfig(site="hook_pos_embed"))
 
 

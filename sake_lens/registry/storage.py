@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -211,7 +212,22 @@ def encode_entry(
     data = st_save(
         tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "id": edit.id}
     )
-    return entry_meta(edit, scope, state), data
+    return entry_meta(edit, scope, state), _canonical(data)
+
+
+def _canonical(data: bytes) -> bytes:
+    """The safetensors bytes with the header's metadata keys sorted.
+
+    safetensors writes ``__metadata__`` from a hash map, in an order that changes from call to
+    call; sorted, equal edits give byte-identical (hence content-addressed, deduplicated) files.
+    """
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(raw) > n:  # pragma: no cover - same content, same length
+        return data
+    return data[:8] + raw + b" " * (n - len(raw)) + data[8 + n :]
 
 
 def summarize(entry: dict[str, Any]) -> dict[str, Any]:

@@ -32,12 +32,13 @@ DATA = Path("/work/shared/data/counterfact/dev.json")
 
 LOAD_SNIPPET = """
 import json, sys, time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import torch, transformers, transformer_lens, sake_lens
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 model = sake_lens.load_model(device=sys.argv[1])
-t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1}))
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "import_cpu_s": c1 - c0,
+                  "load_cpu_s": c2 - c1}))
 """
 
 
@@ -68,10 +69,12 @@ def main() -> None:
     if not warm_cache:
         sys.exit("Set SAKE_LENS_CACHE to the warm cache folder (the default model saved there).")
     warm = [load_once(args.device, warm_cache) for _ in range(args.repeats)]
+    print(f"warm loads: {warm}", file=sys.stderr, flush=True)
     cold = []
     for _ in range(args.cold):
         with tempfile.TemporaryDirectory(prefix="slcache-cold-") as tmp:
             cold.append(load_once(args.device, tmp))
+    print(f"cold loads: {cold}", file=sys.stderr, flush=True)
 
     from sake_lens import EditRequest, load_model
     from sake_lens.errors import SakeLensError
@@ -89,6 +92,7 @@ def main() -> None:
             failed += 1
             continue
         edit_times.append(w)
+        print(f"make_edit: {w:.1f} s", file=sys.stderr, flush=True)
 
     ev: dict[str, Any] = {}
     if not args.no_eval:

@@ -87,9 +87,8 @@ def test_steering_in_run_with_cache_and_padded_batches(model, edit):
             model.to_tokens(REQUEST.text, prepend_bos=False), names_filter="ln_final.hook_out"
         )
     assert batched[1] == " English"
-    transported = edit.map.transform(
-        collect_activations(model, [REQUEST.text], ["ln_final.hook_out"])["ln_final.hook_out"]
-    )
+    h = collect_activations(model, [REQUEST.text], ["ln_final.hook_out"])["ln_final.hook_out"]
+    transported = h + edit.config.alpha * edit.map.displacement(h)
     torch.testing.assert_close(
         cache["ln_final.hook_out"][0, -1].double(), transported[0], atol=1e-3, rtol=1e-3
     )

@@ -56,7 +56,9 @@ def _without_timing(obj: Any) -> Any:
         return {
             k: _without_timing(v)
             for k, v in obj.items()
-            if not any(t in k.lower() for t in ("time", "second", "date", "created", "started"))
+            if not any(
+                t in k.lower() for t in ("time", "timing", "second", "date", "created", "started")
+            )
         }
     if isinstance(obj, list):
         return [_without_timing(v) for v in obj]

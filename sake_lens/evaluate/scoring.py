@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..errors import CollectionError
 from ..model.tokens import bos_convention, check_prompts
-from ..steer.generation import GenerationStep, _publish
+from ..steer.generation import GenerationStep, publish_step
 
 __all__ = ["ScoreRequest", "RowScore", "score_rows", "continuation_logprob"]
 
@@ -221,7 +221,7 @@ def score_rows(
         if slice_unembed:
             fwd.append((_UNEMBED_IN, _columns(p_len - 1, p_len - 1 + max(c_len, 1))))
         first = 0 if slice_unembed else p_len - 1
-        with _publish(step), model.hooks(fwd_hooks=fwd):
+        with publish_step(step), model.hooks(fwd_hooks=fwd):
             logits = model(
                 tokens.to(device),
                 attention_mask=mask.to(device),

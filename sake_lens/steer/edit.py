@@ -40,9 +40,12 @@ class EditConfig:
     Attributes:
         site: hook name where the map reads and writes (default: the final normalised stream).
         map_kind: ``gaussian`` (SAKE), ``diagonal`` or ``mean-shift``.
-        reg: regulariser of the Gaussian/diagonal map, relative to the data's mean variance.
+        reg: regulariser of the Gaussian/diagonal map, relative to the data's mean variance
+            (default 1.0: measured best on CounterFact dev records, see docs/concepts/defaults).
         rank: keep only the ``rank`` strongest directions of the Gaussian map.
-        alpha: steering strength, ``h <- h + alpha (T(h) - h)``.
+        alpha: steering strength, ``h <- h + alpha (T(h) - h)`` (default 1.5: moving slightly
+            past the target mean generalises to unseen paraphrases far better than 1.0 on the
+            default model; the scope gate keeps it off unrelated prompts).
         generation: ``prompt`` applies the map at the prompt's last token only (the paper);
             ``generated`` also at every generated token.
         distributions: how the source and target prompts are built.
@@ -51,9 +54,9 @@ class EditConfig:
 
     site: str = FINAL_SITE
     map_kind: str = "gaussian"
-    reg: float = 1e-2
+    reg: float = 1.0
     rank: int | None = None
-    alpha: float = 1.0
+    alpha: float = 1.5
     generation: str = "prompt"
     distributions: DistributionConfig = field(default_factory=DistributionConfig)
     batch_size: int = 32

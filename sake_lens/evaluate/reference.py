@@ -149,6 +149,7 @@ class ReferenceEditConfig(EditConfig):
 
     map_kind: str = PotLinearMap.kind
     reg: float = REFERENCE_REG
+    alpha: float = 1.0  # the paper replaces h by T(h)
 
     def __post_init__(self) -> None:
         if self.map_kind != PotLinearMap.kind:

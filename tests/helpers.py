@@ -9,8 +9,8 @@ import torch
 
 def build_tiny_model(tokenizer: Any, *, n_layers: int = 2, d_model: int = 64, seed: int = 0) -> Any:
     """A tiny random Llama booted as a TransformerBridge (no download, ~1 s)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(

@@ -51,7 +51,9 @@ def edit(model):
 def _greedy(model, prompts):
     return [
         model.tokenizer.decode(int(t))
-        for t in collect_activations(model, prompts, ["ln_final.hook_out"], predict=True).predictions
+        for t in collect_activations(
+            model, prompts, ["ln_final.hook_out"], predict=True
+        ).predictions
     ]
 
 
@@ -128,7 +130,9 @@ def test_low_purity_is_refused_with_advice(model):
 
 def test_every_map_kind_and_a_residual_site_fit(model):
     for kind in ("mean-shift", "diagonal"):
-        e = fit_edit(model, REQUEST, ["The native language of {} is"], config=EditConfig(map_kind=kind))
+        e = fit_edit(
+            model, REQUEST, ["The native language of {} is"], config=EditConfig(map_kind=kind)
+        )
         assert e.map.kind == kind
     e = fit_edit(
         model,

@@ -46,7 +46,9 @@ def test_cache_round_trip_matches_gguf_logits(model):
     from transformers import AutoModelForCausalLM
 
     gguf = loading._find_default_gguf()
-    ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     cached = AutoModelForCausalLM.from_pretrained(loading.default_model_dir(), dtype=torch.float32)
     ids = model.to_tokens(DARRIEUX, prepend_bos=False)
     with torch.no_grad():
@@ -78,7 +80,7 @@ def test_unknown_name_offline_says_how_to_pass_a_local_path(monkeypatch, tmp_pat
 
 
 def test_local_folder_that_is_not_a_checkpoint(tmp_path):
-    with pytest.raises(ModelLoadError, match="config.json"):
+    with pytest.raises(ModelLoadError, match=r"config\.json"):
         sake_lens.load_model(tmp_path)
 
 

@@ -11,7 +11,9 @@ from sake_lens import EditRequest, EditRequestError
 
 def test_template_and_filled_forms_are_equivalent():
     a = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
-    b = EditRequest("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "French", "English")
+    b = EditRequest(
+        "Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "French", "English"
+    )
     assert a == b
     assert a.text == "The mother tongue of Danielle Darrieux is"
     assert EditRequest.from_dict(a.to_dict()) == a
@@ -32,8 +34,12 @@ def test_template_and_filled_forms_are_equivalent():
     ],
 )
 def test_bad_requests_name_the_problem(kwargs, match):
-    fields = {"subject": "Danielle Darrieux", "prompt": "The mother tongue of {} is",
-              "old": "French", "new": "English"}
+    fields = {
+        "subject": "Danielle Darrieux",
+        "prompt": "The mother tongue of {} is",
+        "old": "French",
+        "new": "English",
+    }
     fields.update(kwargs)
     with pytest.raises(EditRequestError, match=match):
         EditRequest(**fields)

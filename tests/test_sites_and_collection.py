@@ -30,7 +30,7 @@ def test_site_parsing():
 def test_unknown_site_lists_closest_names(tiny_model):
     with pytest.raises(SiteError, match=r"blocks\.1\.hook_resid_post"):
         resolve_site(tiny_model, "blocks.1.hook_resid_pots")
-    with pytest.raises(SiteError, match="layers 0..1"):
+    with pytest.raises(SiteError, match=r"layers 0\.\.1"):
         resolve_site(tiny_model, "blocks.7.hook_resid_post")
 
 

@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe", action="append", default=[], metavar="TEXT", help="repeatable")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print a JSON list of {probe, before, after}")
+    p.add_argument(
+        "--json", action="store_true", help="print a JSON list of {probe, before, after}"
+    )
     p.add_argument("--save", metavar="DIR", help="add the edit to a registry directory")
     add_model_args(p)
     p.set_defaults(func=run)

@@ -159,6 +159,7 @@ def collect_activations(
             last = logits[:, -1, :].float()
             logp = torch.log_softmax(last, dim=-1)
             vals, ids = logp.topk(top_k, dim=-1)
+            assert pred is not None and top_ids is not None and top_lp is not None
             pred[rows] = ids[:, 0].cpu()
             top_ids[rows] = ids.cpu()
             top_lp[rows] = vals.to("cpu", torch.float64)

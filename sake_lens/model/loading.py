@@ -89,7 +89,7 @@ def _write_default_cache(target: Path) -> None:
         # save_pretrained refuses GGUF-flagged models; the weights are already dequantised.
         del config.quantization_config
     config.architectures = ["LlamaForCausalLM"]
-    plain = LlamaForCausalLM(config)
+    plain = LlamaForCausalLM(config)  # type: ignore[arg-type]
     plain.load_state_dict(quantised.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a sibling temp folder and rename: an interrupted first load never leaves a
@@ -231,7 +231,7 @@ def load_model(
         # GGUF-derived configs can have an empty list; the bridge needs the class name.
         config.architectures = [type(hf_model).__name__]
     if device_map is None:
-        hf_model = hf_model.to(dev)
+        hf_model = hf_model.to(dev)  # type: ignore[arg-type]
     bridge = _boot(model_name, hf_model, tokenizer, dev, dtype, compatibility_mode)
     bridge.sake_lens_model_id = model_name
     bridge.sake_lens_compatibility_mode = compatibility_mode
@@ -252,4 +252,6 @@ def model_id(model: Any) -> str:
     if explicit:
         return str(explicit)
     cfg = model.cfg
-    return str(getattr(cfg, "model_name", None) or getattr(cfg, "tokenizer_name", None) or "unknown")
+    return str(
+        getattr(cfg, "model_name", None) or getattr(cfg, "tokenizer_name", None) or "unknown"
+    )

@@ -199,7 +199,11 @@ def fit_edit(
         model, prompts.source, [site], batch_size=config.batch_size, progress=progress
     )
     tgt = collect_activations(
-        model, prompts.target, [site], batch_size=config.batch_size, predict=True,
+        model,
+        prompts.target,
+        [site],
+        batch_size=config.batch_size,
+        predict=True,
         progress=progress,
     )
     tokenizer = model.tokenizer
@@ -228,7 +232,12 @@ def fit_edit(
         raise type(exc)(f"Fitting the edit {request.text!r} -> {request.new!r}: {exc}") from exc
     log.info(
         "Fitted %s at %s: %d source, %d/%d target samples (purity %.0f%%)",
-        request.text, site.hook, len(prompts.source), n_kept, len(prompts.target), 100 * purity,
+        request.text,
+        site.hook,
+        len(prompts.source),
+        n_kept,
+        len(prompts.target),
+        100 * purity,
     )
     return Edit(
         request=request,

@@ -141,9 +141,7 @@ def check_edits_fit(model: Any, edits: Sequence[Edit]) -> None:
 
 
 @contextmanager
-def steered(
-    model: Any, edits: Sequence[Edit], *, router: Router | None = None
-) -> Iterator[Any]:
+def steered(model: Any, edits: Sequence[Edit], *, router: Router | None = None) -> Iterator[Any]:
     """The model with ``edits`` applied inside the ``with`` block.
 
     Example:

@@ -61,19 +61,26 @@ def test_legacy_batched_collection_matches_single(legacy_model):
     for i, p in enumerate(prompts):
         single = sake_lens.collect_activations(legacy_model, [p], sites, predict=True)
         torch.testing.assert_close(
-            batched["ln_final.hook_normalized"][i], single["ln_final.hook_normalized"][0],
-            atol=1e-4, rtol=1e-4,
+            batched["ln_final.hook_normalized"][i],
+            single["ln_final.hook_normalized"][0],
+            atol=1e-4,
+            rtol=1e-4,
         )
 
 
 def test_legacy_edit_steers_and_generates(legacy_model):
-    request = sake_lens.EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
+    request = sake_lens.EditRequest(
+        "Danielle Darrieux", "The mother tongue of {} is", "French", "English"
+    )
     # A random model says nothing sensible: skip target validation, fit the map anyway.
     config = sake_lens.EditConfig(
         distributions=sake_lens.DistributionConfig(validate_targets=False, min_purity=0.0)
     )
     edit = sake_lens.fit_edit(
-        legacy_model, request, ["The native language of {} is", "{} grew up speaking"], config=config
+        legacy_model,
+        request,
+        ["The native language of {} is", "{} grew up speaking"],
+        config=config,
     )
     tokens = legacy_model.to_tokens(request.text, prepend_bos=False)
     with torch.no_grad():

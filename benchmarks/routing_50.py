@@ -25,6 +25,7 @@ Prints a markdown table and one JSON line. Run:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import random
@@ -41,6 +42,7 @@ from sake_lens.errors import SakeLensError
 from sake_lens.gate import FeatureCache, GateConfig, SentenceEmbedder, auroc
 from sake_lens.model.tokens import starts_object, tokenize_batch
 from sake_lens.registry import EditBook, load_edit, save_edit
+from sake_lens.steer.edit import EditConfig
 from sake_lens.steer.workflow import make_edit
 
 DATA = Path("/work/shared/data/counterfact/dev.json")
@@ -80,7 +82,9 @@ def fit_edits(model: Any, args: argparse.Namespace) -> tuple[list[Any], list[dic
     records = json.loads(DATA.read_text())
     cache = None
     if args.cache:
-        cache = Path(args.cache) / f"n{args.n_edits}-p{args.n_paraphrases}-s{args.seed}"
+        config = json.dumps(EditConfig().to_dict(), sort_keys=True)  # default config changes
+        key = hashlib.sha256(config.encode()).hexdigest()[:8]  # invalidate the cache
+        cache = Path(args.cache) / f"n{args.n_edits}-p{args.n_paraphrases}-s{args.seed}-{key}"
         if (cache / "records.json").is_file():
             meta = json.loads((cache / "records.json").read_text())
             by_id = {r["case_id"]: r for r in records}

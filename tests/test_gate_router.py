@@ -206,7 +206,8 @@ def test_steering_only_moves_routed_rows() -> None:
     acts = FakeFeatures()([edits[1].request.text, FAR + " the weather"], SITE)
     out = steer_acts(edits, router, acts)
     assert torch.equal(out[1], acts[1])
-    assert torch.allclose(out[0], edits[1].map.transform(acts[0:1])[0])
+    alpha = edits[1].config.alpha  # h + alpha (T(h) - h)
+    assert torch.allclose(out[0], acts[0] + alpha * edits[1].map.displacement(acts[0:1])[0])
 
 
 def test_router_checks_its_inputs() -> None:

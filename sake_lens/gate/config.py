@@ -31,6 +31,13 @@ def is_embedding(feature: str) -> bool:
 class GateConfig:
     """A scope gate: which features, which distance, and how the threshold is chosen.
 
+    The default (sentence embedding of the prompt and of its last sentence, Euclidean distance
+    to the mean of the paraphrases, threshold at 5 % false positives) was chosen by
+    ``benchmarks/routing_50.py``: with 50 CounterFact edits on SmolLM2-135M it separated
+    rephrase prompts from locality prompts and generic text with AUROC 0.9999, against
+    0.84–0.88 for hidden states at the edit's site and 0.67–0.72 at layer 15 (the last-token
+    state encodes the relation more than the subject).
+
     Attributes:
         kind: one of :data:`GATE_KINDS`.
         metric: one of :data:`GATE_METRICS`.

@@ -15,6 +15,14 @@ Example:
 
 from ._version import __version__ as __version__
 from ._version import library_versions as library_versions
+from .analysis import Explorer as Explorer
+from .analysis import SweepResult as SweepResult
+from .analysis import layer_sweep as layer_sweep
+from .analysis import plot_displacement as plot_displacement
+from .analysis import plot_distributions as plot_distributions
+from .analysis import plot_edit_overview as plot_edit_overview
+from .analysis import plot_gate_calibration as plot_gate_calibration
+from .analysis import plot_sweep as plot_sweep
 from .collect.activations import Activations as Activations
 from .collect.activations import collect_activations as collect_activations
 from .errors import CollectionError as CollectionError
@@ -30,6 +38,10 @@ from .errors import ModelMismatchError as ModelMismatchError
 from .errors import RegistryError as RegistryError
 from .errors import SakeLensError as SakeLensError
 from .errors import SiteError as SiteError
+from .evaluate import EvalConfig as EvalConfig
+from .evaluate import load_records as load_records
+from .evaluate import run_evaluation as run_evaluation
+from .gate import GateConfig as GateConfig
 from .model.loading import load_model as load_model
 from .model.sites import Site as Site
 from .model.sites import offered_sites as offered_sites
@@ -38,6 +50,7 @@ from .model.tokens import bos_convention as bos_convention
 from .prompts.contexts import TARGET_TEMPLATES as TARGET_TEMPLATES
 from .prompts.distributions import DistributionConfig as DistributionConfig
 from .prompts.request import EditRequest as EditRequest
+from .registry import EditBook as EditBook
 from .steer.edit import Edit as Edit
 from .steer.edit import EditConfig as EditConfig
 from .steer.edit import fit_edit as fit_edit
@@ -72,6 +85,19 @@ __all__ = [
     "fit_edit",
     "steered",
     "generate",
+    "GateConfig",
+    "EditBook",
+    "EvalConfig",
+    "load_records",
+    "run_evaluation",
+    "layer_sweep",
+    "SweepResult",
+    "plot_sweep",
+    "plot_distributions",
+    "plot_displacement",
+    "plot_gate_calibration",
+    "plot_edit_overview",
+    "Explorer",
     "SakeLensError",
     "ModelLoadError",
     "EditRequestError",

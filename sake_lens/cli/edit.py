@@ -50,14 +50,16 @@ def build_edit(model: Any, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..registry.book import EditBook
     from ..steer.generation import generate
-    from ..steer.hooks import steered
 
     model = load_from_args(args)
     edit = build_edit(model, args)
     probes = args.probe or [edit.request.text]
     before = generate(model, probes, max_new_tokens=args.max_new_tokens)
-    with steered(model, [edit]):
+    gated = EditBook(model=model)  # the edit behind its calibrated scope gate
+    gated.add(edit)
+    with gated.steer(model):
         after = generate(model, probes, max_new_tokens=args.max_new_tokens)
     rows = [{"probe": p, "before": b, "after": a} for p, b, a in zip(probes, before, after)]
     if args.save:

@@ -153,7 +153,7 @@ class _OwnRowRouter(ScopeRouter):
     def set_owners(self, owners: Sequence[int]) -> None:
         self.owners = torch.tensor(list(owners), dtype=torch.long)
 
-    def distances(self, features: dict[str, Tensor]) -> Tensor:
+    def distances(self, features: Any) -> Tensor:
         dist = super().distances(features)  # (B, N)
         if self.owners is None or self.owners.shape[0] != dist.shape[0]:
             raise SakeLensError("internal: row owners were not set for this batch.")

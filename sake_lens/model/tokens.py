@@ -147,12 +147,8 @@ def tokenize_batch(
 def starts_object(token_text: str, obj: str) -> bool:
     """Whether a predicted token starts the object ``obj`` (the paper's greedy criterion).
 
-    The token, stripped of whitespace, must be a non-empty prefix of the object (case-folded)
-    and cover the whole object or at least two characters of it, so a bare " E" does not count
-    as "English" but " English" and " Eng" do.
+    The token, stripped of whitespace and case-folded, must be a non-empty prefix of the
+    object: " English", " Eng" and " H" (for "HBO", whose first token it is) all count.
     """
     tok = token_text.strip().casefold()
-    target = obj.strip().casefold()
-    if not tok or not target.startswith(tok):
-        return False
-    return len(tok) >= min(2, len(target))
+    return bool(tok) and obj.strip().casefold().startswith(tok)

@@ -378,8 +378,9 @@ class LocalModelGenerator(LLMParaphraseGenerator):
         }
 
     def _chat_text(self, messages: list[dict[str, str]]) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
+        tokenizer: Any = self.tokenizer
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
         log.warning("The tokenizer has no chat template; using a plain 'User:/Assistant:' prompt.")
@@ -388,15 +389,16 @@ class LocalModelGenerator(LLMParaphraseGenerator):
     def _complete(self, payload: dict[str, Any]) -> str:
         import torch
 
+        tokenizer: Any = self.tokenizer
         text = self._chat_text(payload["messages"])
-        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         hf = getattr(self.model, "original_model", None)
         runner = hf if hf is not None else self.model
         device = next(runner.parameters()).device if hasattr(runner, "parameters") else "cpu"
         ids = ids.to(device)
-        pad = self.tokenizer.pad_token_id
+        pad = tokenizer.pad_token_id
         if pad is None:
-            pad = self.tokenizer.eos_token_id
+            pad = tokenizer.eos_token_id
         dev = torch.device(device)
         try:
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -429,4 +431,4 @@ class LocalModelGenerator(LLMParaphraseGenerator):
                 f"Local generation with {self.model_name} failed ({exc}). Pass a chat model "
                 "whose tokenizer has a chat template, or use TemplateBankGenerator."
             ) from exc
-        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)

@@ -36,14 +36,14 @@ def metrics(probes, **kw):
 def test_greedy_first_token_metrics() -> None:
     probes = [
         probe("edit", " English"),
-        probe("paraphrase", " Eng", index=0),  # a prefix of >= 2 characters counts
-        probe("paraphrase", " E", index=1),  # a bare initial does not
+        probe("paraphrase", " Eng", index=0),  # a prefix counts
+        probe("paraphrase", " E", index=1),  # so does a one-letter prefix (the paper's rule)
         probe("paraphrase", " the", index=2),
         probe("paraphrase", "English", index=3),
     ]
     m = metrics(probes)
     assert m["efficacy"] == 1.0
-    assert m["generalisation"] == 0.5
+    assert m["generalisation"] == 0.75
     assert metrics([probe("edit", " French")])["efficacy"] == 0.0
 
 

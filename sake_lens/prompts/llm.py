@@ -281,16 +281,7 @@ class LLMParaphraseGenerator(ParaphraseGenerator):
                 "use a stronger model, or combine with TemplateBankGenerator."
             )
         relation = match_relation(request.prompt, objects=(request.old, request.new))
-        return ParaphraseSet(
-            request=request,
-            prompts=filt.kept[:n],
-            dropped=filt.dropped,
-            generator=self.name,
-            seed=seed,
-            requested=n,
-            relation_id=relation.id if relation else None,
-            notes=tuple(notes),
-        )
+        return self._result(request, filt, n, seed, relation, notes)
 
 
 class LocalModelGenerator(LLMParaphraseGenerator):

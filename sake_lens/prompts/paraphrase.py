@@ -254,6 +254,27 @@ class ParaphraseGenerator(abc.ABC):
     ) -> ParaphraseSet:
         """Produce the set (no caching here)."""
 
+    def _result(
+        self,
+        request: EditRequest,
+        filt: PromptFilter,
+        n: int,
+        seed: int,
+        relation: Relation | None,
+        notes: list[str],
+    ) -> ParaphraseSet:
+        """The :class:`ParaphraseSet` of a finished generation (the first ``n`` kept prompts)."""
+        return ParaphraseSet(
+            request=request,
+            prompts=filt.kept[:n],
+            dropped=filt.dropped,
+            generator=self.name,
+            seed=seed,
+            requested=n,
+            relation_id=relation.id if relation else None,
+            notes=tuple(notes),
+        )
+
 
 #: Lead-ins used when the relation is unknown: generic rewrites of the request's own prompt.
 FALLBACK_LEAD_INS: tuple[str, ...] = (
@@ -399,13 +420,4 @@ class TemplateBankGenerator(ParaphraseGenerator):
                 f"Only {len(filt.kept)} distinct prompts could be built (asked for {n}); lower "
                 "n, or add paraphrases."
             )
-        return ParaphraseSet(
-            request=request,
-            prompts=filt.kept[:n],
-            dropped=filt.dropped,
-            generator=self.name,
-            seed=seed,
-            requested=n,
-            relation_id=relation.id if relation else None,
-            notes=tuple(notes),
-        )
+        return self._result(request, filt, n, seed, relation, notes)

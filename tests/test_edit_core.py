@@ -122,10 +122,22 @@ def test_exception_inside_forward_leaves_no_hook(model, edit):
 
 
 def test_low_purity_is_refused_with_advice(model):
+    # A bare "{prompt}" context never makes the model say a nonsense object: purity 0.
     request = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "Qwzxv")
-    config = EditConfig(distributions=DistributionConfig(min_purity=0.9))
-    with pytest.raises(DistributionError, match="purity"):
-        fit_edit(model, request, ["The native language of {} is"], config=config)
+    bare = DistributionConfig(target_templates=("{prompt}",), min_purity=0.5)
+    with pytest.raises(DistributionError, match=r"purity 0% < min_purity 50%.*target_templates"):
+        fit_edit(
+            model, request, ["The native language of {} is"], config=EditConfig(distributions=bare)
+        )
+    # Even with min_purity=0 a map needs two valid target samples.
+    none_needed = DistributionConfig(target_templates=("{prompt}",), min_purity=0.0)
+    with pytest.raises(DistributionError, match="at least 2 valid target samples"):
+        fit_edit(
+            model,
+            request,
+            ["The native language of {} is"],
+            config=EditConfig(distributions=none_needed),
+        )
 
 
 def test_every_map_kind_and_a_residual_site_fit(model):

@@ -216,10 +216,14 @@ def fit_edit(
     purity = prompts.purity
     n_kept = sum(prompts.kept)
     if purity < config.distributions.min_purity or n_kept < 2:
+        why = (
+            f"purity {purity:.0%} < min_purity {config.distributions.min_purity:.0%}"
+            if purity < config.distributions.min_purity
+            else f"purity {purity:.0%}; a map needs at least 2 valid target samples"
+        )
         raise DistributionError(
             f"Only {n_kept}/{len(prompts.kept)} target samples make the model say "
-            f"{request.new!r} (purity {purity:.0%} < min_purity "
-            f"{config.distributions.min_purity:.0%}). Try stronger target templates (e.g. "
+            f"{request.new!r} ({why}). Try stronger target templates (e.g. "
             "target_templates=('fact-twice', 'repeat-3')), more paraphrases, or check that "
             f"the new object {request.new!r} is spelled as the model would say it."
         )

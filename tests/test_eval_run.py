@@ -117,6 +117,83 @@ def test_eval_config_validation(tmp_path: Path) -> None:
     assert EvalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def test_method_overrides_change_only_what_they_name(tmp_path: Path) -> None:
+    from sake_lens.evaluate.methods import MethodOverrides, method_description
+
+    plain = method_description("sake")
+    ov = MethodOverrides(
+        n_paraphrases=12,
+        edit={"alpha": 1.0, "distributions": {"target_templates": ["fact"]}},
+        gate={"fpr": 0.05},
+    )
+    desc = method_description("sake", ov)
+    assert desc["n_paraphrases"] == 12 and plain["n_paraphrases"] != 12
+    assert desc["edit_config"]["alpha"] == 1.0
+    assert desc["edit_config"]["distributions"]["target_templates"] == ("fact",)
+    # untouched fields keep the method's values (nested ones too)
+    assert desc["edit_config"]["reg"] == plain["edit_config"]["reg"]
+    assert desc["edit_config"]["distributions"]["forced_source"] is True
+    assert desc["gate"]["fpr"] == 0.05 and desc["gate"]["text"] == plain["gate"]["text"]
+    # the reference keeps its fixed threshold under a gate override
+    ref = method_description("sake-reference", MethodOverrides(gate={"text": "full"}))
+    assert ref["gate"]["threshold"] == 1.0 and ref["gate"]["text"] == "full"
+    for bad, match in (
+        ({"edit": {"alpah": 1.0}}, "Unknown EditConfig fields"),
+        ({"gate": {"fpr": 2.0}}, "fpr"),
+        ({"n_paraphrases": 0}, "n_paraphrases"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            MethodOverrides(**bad)
+    cfg = small_config(tmp_path / "d.json", method="sake", overrides=ov)
+    assert EvalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert "overrides" not in small_config(tmp_path / "d.json").to_dict()  # old hashes hold
+    with pytest.raises(ValueError, match="fits no edit"):
+        small_config(tmp_path / "d.json", method="none", overrides=ov)
+
+
+def test_eval_cli_ablation_flags() -> None:
+    import argparse
+
+    from sake_lens.cli import eval as eval_cli
+    from sake_lens.errors import SakeLensError
+
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    base = ["eval", "--data", "d.json", "--mode", "all"]
+    args = parser.parse_args(
+        [*base, "--paraphrases", "8", "--edit-config", '{"alpha": 1.2}', "--gate-config", "{}"]
+    )
+    cfg = eval_cli.config_from_args(args)
+    assert cfg.overrides.n_paraphrases == 8 and cfg.overrides.edit == {"alpha": 1.2}
+    for flag, value, match in (
+        ("--edit-config", "{alpha: 1}", "not valid JSON"),
+        ("--gate-config", "[1]", "must be a JSON object"),
+        ("--edit-config", '{"alpha": 9}', "alpha"),
+    ):
+        with pytest.raises(SakeLensError, match=match):
+            eval_cli.config_from_args(parser.parse_args([*base, flag, value]))
+
+
+def test_in_context_all_mode_states_the_retrieved_fact(data_file: Path) -> None:
+    """In ``all`` mode each probe gets the fact its prompt is routed to (real MiniLM gates)."""
+    from sake_lens.evaluate.data import load_records
+    from sake_lens.evaluate.methods import IN_CONTEXT_PREFIX, prepare_treatment
+
+    records = load_records(data_file).records
+    facts = [IN_CONTEXT_PREFIX.format(prompt=r.request.text, new=r.request.new) for r in records]
+    single = prepare_treatment(None, "in-context", "single", records)
+    assert single.prefixes_for([1, 0], ["a", "b"]) == [facts[1], facts[0]]
+    every = prepare_treatment(None, "in-context", "all", records)
+    probes = [
+        "The kettle was full. Danielle Darrieux grew up speaking",  # Darrieux, after a lead-in
+        "Where is the Eiffel Tower? It is in the city of",
+        "The Louvre is located in the city of",  # a neighbour: no fact
+        "A good recipe for pancakes needs",
+    ]
+    assert every.prefixes_for([0, 0, 0, 0], probes) == [facts[0], facts[1], "", ""]
+    assert not every.steers
+
+
 def test_own_row_router_keeps_each_row_to_its_own_edit() -> None:
     """Single mode batches records together: a row may only reach its own record's edit."""
     from types import SimpleNamespace

@@ -23,6 +23,7 @@ from sake_lens.gate import (
     fit_scope,
     last_sentence,
 )
+from sake_lens.gate.scope import prompt_views, sentences
 from sake_lens.model.sites import Site
 from sake_lens.prompts.distributions import PromptSet
 from sake_lens.prompts.request import EditRequest
@@ -236,7 +237,35 @@ def test_last_sentence() -> None:
     assert last_sentence("  ") == ""
 
 
-@pytest.mark.parametrize(("text", "expected"), [("full", -1), ("both", 0), ("last-sentence", 0)])
+def test_sentences_and_the_sentences_view() -> None:
+    assert sentences("X is Y? Really? Reconsider:") == ["X is Y?", "Really?", "Reconsider:"]
+    assert sentences("One sentence") == ["One sentence"]
+    views = prompt_views(["A. B. C", "Solo"], "embedding@sentences")
+    # the full prompt, then sentence j of each prompt (a one-sentence prompt repeats itself)
+    assert views == [["A. B. C", "Solo"], ["A.", "Solo"], ["B.", "Solo"], ["C", "Solo"]]
+    long = " ".join(f"S{i}." for i in range(10)) + " Q"
+    assert prompt_views([long], "embedding@sentences")[1:] == [
+        [s] for s in ["S5.", "S6.", "S7.", "S8.", "S9.", "Q"]
+    ]  # the last MAX_SENTENCES
+
+
+def test_sentences_view_keeps_a_follow_up_quoting_the_fact_in_scope() -> None:
+    edits = [fake_edit(s) for s in SUBJECTS[:2]]
+    probe = f"{FAR} it rained. {edits[0].request.text} English? Really? Reconsider it."
+    routes = {}
+    for text in ("both", "sentences"):
+        cfg = GateConfig(kind="embedding", text=text, n_relations=0)
+        scopes = [fit_scope(e, cfg, features=FakeFeatures()) for e in edits]
+        router = ScopeRouter(
+            edits, scopes, model=SimpleNamespace(tokenizer=object()), embedder=FakeEmbedder()
+        )
+        routes[text] = router.route_texts([probe]).tolist()
+    assert routes == {"both": [-1], "sentences": [0]}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("full", -1), ("both", 0), ("last-sentence", 0), ("sentences", 0)]
+)
 def test_text_views_judge_a_lead_in_by_its_last_sentence(text: str, expected: int) -> None:
     edits = [fake_edit(s) for s in SUBJECTS[:2]]
     cfg = GateConfig(kind="embedding", text=text, n_relations=0)

@@ -61,13 +61,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-metrics", action="store_true", help="show every metric in the table")
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ab = p.add_argument_group(
+        "ablations", "change a fitted method's settings (recorded in the output JSON)"
+    )
+    ab.add_argument(
+        "--paraphrases", type=int, default=None, metavar="N", help="paraphrases per edit"
+    )
+    ab.add_argument(
+        "--edit-config",
+        default=None,
+        metavar="JSON",
+        help='EditConfig fields, e.g. \'{"alpha": 1.0, "distributions": {"target_templates": '
+        '["fact"]}}\'',
+    )
+    ab.add_argument(
+        "--gate-config",
+        default=None,
+        metavar="JSON",
+        help="GateConfig fields, e.g. '{\"fpr\": 0.05}'",
+    )
     add_model_args(p)
     p.set_defaults(func=run)
 
 
+def _json_object(text: str | None, flag: str) -> dict[str, Any]:
+    import json
+
+    from ..errors import SakeLensError
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SakeLensError(f"{flag} is not valid JSON ({exc}): {text!r}.") from exc
+    if not isinstance(value, dict):
+        raise SakeLensError(
+            f"{flag} must be a JSON object such as '{{\"alpha\": 1.0}}', got {text!r}."
+        )
+    return value
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
+    from ..errors import SakeLensError
+    from ..evaluate.methods import MethodOverrides
     from ..evaluate.runner import EvalConfig
 
+    try:
+        overrides = MethodOverrides(
+            n_paraphrases=args.paraphrases,
+            edit=_json_object(args.edit_config, "--edit-config"),
+            gate=_json_object(args.gate_config, "--gate-config"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise SakeLensError(f"Bad ablation settings: {exc}") from exc
     return EvalConfig(
         data=args.data,
         n=args.n,
@@ -77,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         chunk_size=args.chunk_size,
         batch_size=args.batch_size,
         generation=not args.no_generation,
+        overrides=overrides,
     )
 
 

@@ -2,8 +2,12 @@
 
 * ``none`` — the unedited model.
 * ``in-context`` — no steering: a prefix stating the new fact
-  (:data:`IN_CONTEXT_PREFIX`) goes before every probe of the record (in ``all`` mode, every
-  fact of the run, in file order).
+  (:data:`IN_CONTEXT_PREFIX`) goes before the probe. In ``single`` mode it is the record's own
+  fact; in ``all`` mode it is the fact the probe's prompt is *retrieved* for — the one whose
+  scope gate (the registry's default gate, fitted on the same paraphrases as ``sake``'s) routes
+  the prompt, or nothing when no gate accepts it — as retrieval-based in-context editors (IKE,
+  MeLLo) do. Stating all 200 facts of a run before every probe would put ~2,800 tokens in front
+  of each one.
 * ``mean-shift`` — ActAdd-like: sake_lens's defaults with ``map_kind="mean-shift"``.
 * ``sake`` — sake_lens's defaults: :func:`~sake_lens.steer.workflow.make_edit` with its default
   config and paraphrase count, gated by the registry's default gate.
@@ -37,7 +41,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SakeLensError
-from ..gate import FeatureCache, GateConfig, Scope, ScopeRouter
+from ..gate import FeatureCache, GateConfig, Scope, ScopeRouter, fit_scope
 from ..model.tokens import starts_object
 from ..registry.book import EditBook
 from ..steer.edit import Edit, EditConfig
@@ -50,8 +54,8 @@ __all__ = [
     "METHODS",
     "MODES",
     "IN_CONTEXT_PREFIX",
-    "IN_CONTEXT_MAX_TOKENS",
     "Treatment",
+    "MethodOverrides",
     "fit_record_edit",
     "prepare_treatment",
     "method_description",
@@ -63,44 +67,107 @@ METHODS = ("none", "in-context", "mean-shift", "sake", "sake-reference")
 MODES = ("single", "all")
 #: The in-context baseline's statement of the new fact, put before each probe.
 IN_CONTEXT_PREFIX = "Fact: {prompt} {new}.\n"
-#: Longest in-context prefix (tokens) accepted in ``all`` mode.
-IN_CONTEXT_MAX_TOKENS = 1536
 
 
 def _default_n_paraphrases() -> int:
     return int(inspect.signature(make_edit).parameters["n_paraphrases"].default)
 
 
-def _edit_config(method: str) -> EditConfig | None:
+@dataclass(frozen=True)
+class MethodOverrides:
+    """Changes to a fitted method's settings, for ablations (``sake-lens eval --paraphrases``,
+    ``--edit-config``, ``--gate-config``); empty: the method as defined.
+
+    Attributes:
+        n_paraphrases: paraphrases per edit (None: :func:`make_edit`'s default).
+        edit: :class:`EditConfig` fields to change (``distributions`` as a dict of
+            :class:`~sake_lens.prompts.distributions.DistributionConfig` fields).
+        gate: :class:`GateConfig` fields to change.
+    """
+
+    n_paraphrases: int | None = None
+    edit: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_paraphrases is not None and self.n_paraphrases < 1:
+            raise ValueError(f"n_paraphrases must be >= 1 or None, got {self.n_paraphrases}.")
+        for name, cls in (("edit", EditConfig), ("gate", GateConfig)):
+            unknown = set(getattr(self, name)) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(
+                    f"Unknown {cls.__name__} fields in the {name} overrides: {sorted(unknown)}; "
+                    f"known: {sorted(cls.__dataclass_fields__)}."
+                )
+        self.edit_config(EditConfig())  # validates the values early
+        self.gate_config(GateConfig())
+
+    def edit_config(self, base: EditConfig) -> EditConfig:
+        if not self.edit:
+            return base
+        data = base.to_dict()
+        for key, value in self.edit.items():
+            if key == "distributions":
+                data[key] = {**data[key], **dict(value)}
+            else:
+                data[key] = value
+        return EditConfig.from_dict(data)
+
+    def gate_config(self, base: GateConfig) -> GateConfig:
+        return GateConfig.from_dict({**base.to_dict(), **self.gate}) if self.gate else base
+
+    @property
+    def empty(self) -> bool:
+        return self.n_paraphrases is None and not self.edit and not self.gate
+
+
+NO_OVERRIDES = MethodOverrides()
+
+
+def _edit_config(method: str, overrides: MethodOverrides = NO_OVERRIDES) -> EditConfig:
     if method == "sake":
-        return None  # make_edit's default
-    if method == "mean-shift":
-        return dataclasses.replace(EditConfig(), map_kind="mean-shift")
-    if method == "sake-reference":
-        return reference_config()
-    raise ValueError(f"Method {method!r} fits no edit.")
+        base = EditConfig()  # make_edit's default
+    elif method == "mean-shift":
+        base = dataclasses.replace(EditConfig(), map_kind="mean-shift")
+    elif method == "sake-reference":
+        base = reference_config()
+    else:
+        raise ValueError(f"Method {method!r} fits no edit.")
+    return overrides.edit_config(base)
 
 
-def _gate_config(method: str) -> GateConfig | None:
+def _gate_config(method: str, overrides: MethodOverrides = NO_OVERRIDES) -> GateConfig | None:
     """None: the registry's default gate."""
     if method == "sake-reference":
-        return GateConfig(kind="embedding", metric="euclidean", threshold=REFERENCE_GATE_THRESHOLD)
-    return None
+        base = GateConfig(kind="embedding", metric="euclidean", threshold=REFERENCE_GATE_THRESHOLD)
+    elif not overrides.gate:
+        return None
+    else:
+        base = EditBook().gate
+    return overrides.gate_config(base)
 
 
-def method_description(method: str) -> dict[str, Any]:
+def _n_paraphrases(overrides: MethodOverrides) -> int:
+    return overrides.n_paraphrases or _default_n_paraphrases()
+
+
+def method_description(method: str, overrides: MethodOverrides = NO_OVERRIDES) -> dict[str, Any]:
     """What a method is, as JSON (recorded with the results)."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; allowed: {METHODS}.")
     out: dict[str, Any] = {"method": method}
     if method == "in-context":
         out["prefix"] = IN_CONTEXT_PREFIX
+        out["all_mode"] = "each probe gets the fact its prompt is routed to by the gate"
+        out["n_paraphrases"] = _n_paraphrases(overrides)
+        out["gate"] = _registry_gate_description()
     if method in ("mean-shift", "sake", "sake-reference"):
-        cfg = _edit_config(method) or EditConfig()
-        out["edit_config"] = cfg.to_dict()
-        out["n_paraphrases"] = _default_n_paraphrases()
-        gate = _gate_config(method)
+        out["edit_config"] = _edit_config(method, overrides).to_dict()
+        out["n_paraphrases"] = _n_paraphrases(overrides)
+        gate = _gate_config(method, overrides)
         out["gate"] = gate.to_dict() if gate is not None else _registry_gate_description()
+        if not overrides.empty:
+            out["overrides"] = dataclasses.asdict(overrides)
     return out
 
 
@@ -117,7 +184,14 @@ def _flat_record(record: EvalRecord) -> dict[str, Any]:
     }
 
 
-def fit_record_edit(model: Any, record: EvalRecord, method: str, *, seed: int = 0) -> Edit:
+def fit_record_edit(
+    model: Any,
+    record: EvalRecord,
+    method: str,
+    *,
+    seed: int = 0,
+    overrides: MethodOverrides = NO_OVERRIDES,
+) -> Edit:
     """Fit ``method``'s edit for ``record`` (no evaluation prompt among the fitting prompts).
 
     Raises:
@@ -125,13 +199,13 @@ def fit_record_edit(model: Any, record: EvalRecord, method: str, *, seed: int = 
     """
     from ..prompts.leakage import fitting_prompts
 
-    paraphrases = fitting_prompts(_flat_record(record), n=_default_n_paraphrases(), seed=seed)
+    paraphrases = fitting_prompts(_flat_record(record), n=_n_paraphrases(overrides), seed=seed)
     return make_edit(
         model,
         record.request,
         paraphrases=list(paraphrases.prompts),
         seed=seed,
-        config=_edit_config(method),
+        config=_edit_config(method, overrides),
     )
 
 
@@ -140,8 +214,8 @@ def _registry_gate_description() -> dict[str, Any]:
     return {"source": "EditBook default", **EditBook().gate.to_dict()}
 
 
-def _book(model: Any, method: str, features: FeatureCache) -> EditBook:
-    return EditBook(model=model, gate=_gate_config(method), features=features)
+def _book(model: Any, method: str, features: FeatureCache, overrides: MethodOverrides) -> EditBook:
+    return EditBook(model=model, gate=_gate_config(method, overrides), features=features)
 
 
 class _OwnRowRouter(ScopeRouter):
@@ -171,6 +245,8 @@ class Treatment:
     Attributes:
         method, mode: as configured.
         prefixes: per record, text put before each of its probes (in-context baseline).
+        retriever: in-context ``all`` mode: routes a probe's prompt to the record whose fact
+            (``prefixes[record]``) goes before it.
         edit_of: per record, the index of its edit in the steering list (-1: none).
         failures: per record index, why its edit could not be fitted.
         edits: per record, its fitted edit (None: none).
@@ -188,10 +264,18 @@ class Treatment:
     steerers: list[Any] = field(default_factory=list)
     router: Any = None
     gate: str = "none"
+    retriever: Any = None
 
     @property
     def steers(self) -> bool:
         return bool(self.hooks)
+
+    def prefixes_for(self, owners: Sequence[int], prompts: Sequence[str]) -> list[str]:
+        """The text put before each probe (``owners``: the probes' record indices)."""
+        if self.retriever is None:
+            return [self.prefixes[o] for o in owners]
+        routes = self.retriever.route_texts(list(prompts)).tolist() if prompts else []
+        return [self.prefixes[r] if r >= 0 else "" for r in routes]
 
     def before_batch(self, owners: Sequence[int]) -> None:
         """Tell a per-record router which edit each row may reach (owners: record indices)."""
@@ -206,19 +290,41 @@ class Treatment:
         return decision >= 0, own >= 0 and decision == own
 
 
-def _in_context_prefixes(model: Any, records: Sequence[EvalRecord], mode: str) -> list[str]:
-    own = [IN_CONTEXT_PREFIX.format(prompt=r.request.text, new=r.request.new) for r in records]
-    if mode == "single":
-        return own
-    joined = "".join(own)
-    n_tokens = len(model.tokenizer.encode(joined, add_special_tokens=False))
-    if n_tokens > IN_CONTEXT_MAX_TOKENS:
-        raise SakeLensError(
-            f"The in-context baseline in 'all' mode states all {len(records)} facts before each "
-            f"probe: {n_tokens} tokens, more than {IN_CONTEXT_MAX_TOKENS}. Use --mode single, or "
-            "fewer records (--n)."
+def _fact_gates(
+    records: Sequence[EvalRecord], method: str, overrides: MethodOverrides, seed: int
+) -> ScopeRouter:
+    """A router over one scope gate per record's fact, fitted exactly as the ``sake`` edits'
+    gates are (same paraphrases, the registry's default gate, every other fact's paraphrases
+    among the out-of-scope prompts) but without fitting any map: a gate reads only the
+    request, the paraphrases and the site of an edit."""
+    from types import SimpleNamespace
+
+    from ..prompts.leakage import fitting_prompts
+
+    facts: list[Any] = []
+    for r in records:
+        paras = fitting_prompts(_flat_record(r), n=_n_paraphrases(overrides), seed=seed).prompts
+        facts.append(
+            SimpleNamespace(
+                id=f"fact-{r.case_id}",
+                request=r.request,
+                prompts=SimpleNamespace(paraphrases=list(paras)),
+                site=SimpleNamespace(hook=EditConfig().site),
+            )
         )
-    return [joined] * len(records)
+    gate = _gate_config(method, overrides) or EditBook().gate
+    features = FeatureCache()
+    scopes = []
+    for fact in facts:
+        others = [p for f in facts if f is not fact for p in f.prompts.paraphrases]
+        scopes.append(fit_scope(fact, gate, features=features, neighbours=others))
+    return ScopeRouter(facts, scopes, model=_TextOnly(), embedder=features.embedder)
+
+
+class _TextOnly:
+    """What a text-only router needs of a model: a tokenizer it never uses."""
+
+    tokenizer = object()
 
 
 def prepare_treatment(
@@ -228,6 +334,8 @@ def prepare_treatment(
     records: Sequence[EvalRecord],
     edits: Sequence[Edit | None] | None = None,
     failures: dict[int, str] | None = None,
+    overrides: MethodOverrides = NO_OVERRIDES,
+    seed: int = 0,
 ) -> Treatment:
     """Build the treatment of ``records`` from their fitted ``edits`` (None where fitting
     failed, with the reason in ``failures``)."""
@@ -236,11 +344,15 @@ def prepare_treatment(
     if mode not in MODES:
         raise ValueError(f"Unknown mode {mode!r}; allowed: {MODES}.")
     n = len(records)
-    if method in ("none", "in-context"):
-        prefixes = (
-            _in_context_prefixes(model, records, mode) if method == "in-context" else [""] * n
-        )
-        return Treatment(method, mode, prefixes, [-1] * n, edits=[None] * n)
+    if method == "none":
+        return Treatment(method, mode, [""] * n, [-1] * n, edits=[None] * n)
+    if method == "in-context":
+        own = [IN_CONTEXT_PREFIX.format(prompt=r.request.text, new=r.request.new) for r in records]
+        treatment = Treatment(method, mode, own, [-1] * n, edits=[None] * n)
+        if mode == "all":
+            treatment.retriever = _fact_gates(records, method, overrides, seed)
+            treatment.gate = "retrieval by the registry's default gate over all facts"
+        return treatment
     edits = list(edits or [None] * n)
     failures = dict(failures or {})
     fitted = [(i, e) for i, e in enumerate(edits) if e is not None]
@@ -253,7 +365,7 @@ def prepare_treatment(
         # each edit's gate as a one-edit registry fits it; one router, rows kept to their edit
         scopes: list[Scope] = []
         for _, e in fitted:
-            book = _book(model, method, features)
+            book = _book(model, method, features, overrides)
             scope = book.scope(book.add(e))
             assert scope is not None  # add() fits the gate
             scopes.append(scope)
@@ -261,7 +373,7 @@ def prepare_treatment(
         router: Any = _OwnRowRouter(order, scopes, model=model, embedder=features.embedder)
         treatment.gate = "each edit's own registry gate"
     else:
-        book = _book(model, method, features)
+        book = _book(model, method, features, overrides)
         kept = []
         for i, e in fitted:
             try:
@@ -317,6 +429,7 @@ def fit_all(
     *,
     seed: int = 0,
     on_done: Any = None,
+    overrides: MethodOverrides = NO_OVERRIDES,
 ) -> tuple[list[Edit | None], dict[int, str], dict[int, tuple[float, float]]]:
     """Fit each record's edit; failures are collected, never raised. Returns (edits, failures,
     (wall, CPU) seconds per record)."""
@@ -331,7 +444,7 @@ def fit_all(
             edits.append(None)
         else:
             try:
-                edits.append(fit_record_edit(model, record, method, seed=seed))
+                edits.append(fit_record_edit(model, record, method, seed=seed, overrides=overrides))
             except SakeLensError as exc:
                 edits.append(None)
                 failures[i] = f"{type(exc).__name__}: {exc}"

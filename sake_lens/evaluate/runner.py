@@ -48,6 +48,7 @@ from .data import EvalRecord, load_records
 from .methods import (
     METHODS,
     MODES,
+    MethodOverrides,
     Treatment,
     edit_summary,
     fit_all,
@@ -90,6 +91,8 @@ class EvalConfig:
         generation: run the generation metrics.
         suite: which probes each record gets.
         n_boot: bootstrap resamples.
+        overrides: changes to a fitted method's settings (ablations; see
+            :class:`~.methods.MethodOverrides`).
     """
 
     data: str
@@ -103,6 +106,7 @@ class EvalConfig:
     generation: bool = True
     suite: SuiteConfig = field(default_factory=SuiteConfig)
     n_boot: int = 2000
+    overrides: MethodOverrides = field(default_factory=MethodOverrides)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -115,16 +119,24 @@ class EvalConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         object.__setattr__(self, "data", str(self.data))
+        if not self.overrides.empty and self.method in ("none", "in-context"):
+            raise ValueError(
+                f"Method {self.method!r} fits no edit: --paraphrases, --edit-config and "
+                "--gate-config apply to mean-shift, sake and sake-reference only."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["suite"] = asdict(self.suite)
+        if self.overrides.empty:
+            out.pop("overrides")  # older result files (and their hashes) stay resumable
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalConfig:
         data = dict(data)
         data["suite"] = SuiteConfig(**data.get("suite", {}))
+        data["overrides"] = MethodOverrides(**data.get("overrides", {}))
         return cls(**data)
 
 
@@ -271,16 +283,17 @@ def _evaluate_chunk(
 ) -> list[dict[str, Any]]:
     """Score every probe of ``records``; ``owners[k]`` is record k's index in ``treatment``."""
     suite = config.suite
-    identity = not treatment.steers and not any(treatment.prefixes[o] for o in owners)
     specs = [
         build_probes(r, suite, seed=config.seed, tokenizer=model.tokenizer, table=baseline.table)
         for r in records
     ]
     # 1. every probe with the treatment
     rows: list[tuple[int, ProbeSpec, str]] = []
+    prefixes: list[list[str]] = []  # per record, the prefix of each of its probes
     for k, sp in enumerate(specs):
-        prefix = treatment.prefixes[owners[k]]
-        rows += [(k, s, prefix + s.prompt) for s in sp]
+        prefixes.append(treatment.prefixes_for([owners[k]] * len(sp), [s.prompt for s in sp]))
+        rows += [(k, s, pre + s.prompt) for s, pre in zip(sp, prefixes[k])]
+    identity = not treatment.steers and not any(p for pre in prefixes for p in pre)
     requests = [_request_of(p, s, owners[k]) for k, s, p in rows]
     scores = score_rows(
         model,
@@ -305,14 +318,16 @@ def _evaluate_chunk(
         baseline.neighbourhood.update(zip(missing, fresh))
 
     results: list[list[ProbeResult]] = [[] for _ in records]
+    prefix_of: dict[int, str] = {}  # id(result) -> its prefix
     for (k, s, p), sc in zip(rows, scores):
         results[k].append(_result(s, p, sc, treatment.fired(sc.decision, owners[k])))
+        prefix_of[id(results[k][-1])] = prefixes[k][len(results[k]) - 1]
     unedited: list[list[ProbeResult]] = [[] for _ in records]
     for (k, s), key in zip(neigh, keys):
         unedited[k].append(_result(s, s.prompt, baseline.neighbourhood[key], (None, None)))
 
-    def changed(k: int, r: ProbeResult) -> bool:
-        return bool(treatment.prefixes[owners[k]]) or bool(r.fired)
+    def changed(r: ProbeResult) -> bool:
+        return bool(prefix_of[id(r)]) or bool(r.fired)
 
     # 3. generations: edit prompt + paraphrases; unrelated prompts where the input changed
     gen_prompts: list[str] = []
@@ -326,7 +341,7 @@ def _evaluate_chunk(
                 gen_owner.append(owners[k])
                 gen_where.append((k, "probe", j))
             for j, r in enumerate(x for x in res if x.kind == "unrelated"):
-                if changed(k, r):
+                if changed(r):
                     gen_prompts.append(r.prompt)
                     gen_owner.append(owners[k])
                     gen_where.append((k, "unrelated", j))
@@ -345,7 +360,7 @@ def _evaluate_chunk(
     rest = split_first_sentence(NEUTRAL_TEXT)[1]
     for k, res in enumerate(results):
         for r in (x for x in res if x.kind == "neutral"):
-            if changed(k, r):
+            if changed(r):
                 ppl_rows.append((k, ScoreRequest(r.prompt, (rest,), owners[k])))
     ppl_scores = score_rows(
         model,
@@ -365,7 +380,7 @@ def _evaluate_chunk(
         side = SideEffects()
         unrelated_out = []
         if config.generation and unrelated:
-            base = [baseline.unrelated[r.prompt[len(treatment.prefixes[o]) :]] for r in unrelated]
+            base = [baseline.unrelated[r.prompt[len(prefix_of[id(r)]) :]] for r in unrelated]
             edited = [unrelated_edited[k].get(j, b) for j, b in enumerate(base)]
             side = replace(
                 side,
@@ -475,7 +490,7 @@ def run_evaluation(
         "complete": False,
         "config": config.to_dict(),
         "config_hash": chash,
-        "method": method_description(config.method),
+        "method": method_description(config.method, config.overrides),
         "model": {
             "id": get_model_id(model),
             "d_model": int(model.cfg.d_model),
@@ -524,13 +539,17 @@ def run_evaluation(
         shared: Treatment | None = None
         if config.mode == "all":
             # every edit is active at once: fit them all (also the finished ones', on resume)
-            edits, failures, secs = fit_all(model, records, config.method, seed=config.seed)
+            edits, failures, secs = fit_all(
+                model, records, config.method, seed=config.seed, overrides=config.overrides
+            )
             for i, (wall, cpu) in secs.items():
                 timings["fit_s"][records[i].case_id] = wall
                 timings["fit_cpu_s"][records[i].case_id] = cpu
             bar.update(fit_share * len(todo))
             t2, c2 = time.perf_counter(), time.process_time()
-            shared = prepare_treatment(model, config.method, "all", records, edits, failures)
+            shared = prepare_treatment(
+                model, config.method, "all", records, edits, failures, config.overrides, config.seed
+            )
             _add_gate_time(timings, records, t2, c2)
         for idx in chunks:
             chunk = [records[i] for i in idx]
@@ -541,12 +560,22 @@ def run_evaluation(
                     config.method,
                     seed=config.seed,
                     on_done=lambda _: bar.update(fit_share),
+                    overrides=config.overrides,
                 )
                 for j, (wall, cpu) in secs.items():
                     timings["fit_s"][chunk[j].case_id] = wall
                     timings["fit_cpu_s"][chunk[j].case_id] = cpu
                 t2, c2 = time.perf_counter(), time.process_time()
-                treat = prepare_treatment(model, config.method, "single", chunk, edits, failures)
+                treat = prepare_treatment(
+                    model,
+                    config.method,
+                    "single",
+                    chunk,
+                    edits,
+                    failures,
+                    config.overrides,
+                    config.seed,
+                )
                 _add_gate_time(timings, chunk, t2, c2)
                 owners = list(range(len(chunk)))
             else:

@@ -29,7 +29,7 @@ from ..errors import GateError
 from ..prompts.contexts import FORCED_SOURCE_TEMPLATE
 from .bank import StackedStats
 from .calibrate import Calibration, auroc, calibrate_threshold
-from .config import EMBEDDING, TEXT_VIEWS, GateConfig, is_embedding
+from .config import EMBEDDING, MAX_SENTENCES, TEXT_VIEWS, GateConfig, is_embedding
 from .embedder import SentenceEmbedder, default_embedder
 from .out_of_scope import OutOfScope, default_out_of_scope
 from .stats import ScopeStats
@@ -44,6 +44,7 @@ __all__ = [
     "in_scope_prompts",
     "gate_score",
     "last_sentence",
+    "sentences",
     "prompt_views",
     "view_features",
     "min_distance",
@@ -55,6 +56,17 @@ log = logging.getLogger(__name__)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 
 
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (split after ``.!?`` and at line breaks; never empty).
+
+    Example:
+        >>> sentences("Is X in Peru?  Really? X is in")
+        ['Is X in Peru?', 'Really?', 'X is in']
+    """
+    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    return parts or [text.strip()]
+
+
 def last_sentence(text: str) -> str:
     """The last sentence of ``text`` (the whole text when it is one sentence).
 
@@ -62,17 +74,26 @@ def last_sentence(text: str) -> str:
         >>> last_sentence("It rained all day. The capital of Peru is")
         'The capital of Peru is'
     """
-    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
-    return parts[-1] if parts else text.strip()
+    return sentences(text)[-1]
 
 
 def prompt_views(prompts: Sequence[str], feature: str) -> list[list[str]]:
-    """The texts a feature embeds for ``prompts``: one list per view (see ``GateConfig.text``)."""
+    """The texts a feature embeds for ``prompts``: one list per view (see ``GateConfig.text``).
+
+    Views are aligned lists (view ``j`` holds one text per prompt); for the ``sentences`` view a
+    prompt with fewer sentences repeats its full text, which leaves the minimum unchanged.
+    """
     prompts = list(prompts)
     if feature == TEXT_VIEWS["last-sentence"]:
         return [[last_sentence(p) for p in prompts]]
     if feature == TEXT_VIEWS["both"]:
         return [prompts, [last_sentence(p) for p in prompts]]
+    if feature == TEXT_VIEWS["sentences"]:
+        split = [s if len(s) > 1 else [] for s in (sentences(p)[-MAX_SENTENCES:] for p in prompts)]
+        width = max((len(s) for s in split), default=0)
+        return [prompts] + [
+            [s[j] if j < len(s) else p for p, s in zip(prompts, split)] for j in range(width)
+        ]
     return [prompts]
 
 

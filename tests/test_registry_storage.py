@@ -187,7 +187,7 @@ def test_an_interrupted_save_leaves_the_registry_intact(tmp_path: Path, monkeypa
         return real_replace(src, dst)
 
     monkeypatch.setattr(storage.os, "replace", crash)
-    with pytest.raises(OSError, match="power cut"):
+    with pytest.raises(EditFileError, match=r"power cut.*unchanged"):
         book.save()
     monkeypatch.setattr(storage.os, "replace", real_replace)
     assert (tmp_path / storage.MANIFEST).read_bytes() == before
@@ -198,6 +198,14 @@ def test_an_interrupted_save_leaves_the_registry_intact(tmp_path: Path, monkeypa
     assert [e.edit.request.subject for e in _load(tmp_path).entries] == [SUBJECTS[1], SUBJECTS[3]]
     assert not list(tmp_path.glob(".tmp-*")) and not list((tmp_path / "objects").glob(".tmp-*"))
     assert len(_objects(tmp_path)) == 2  # the removed edit's tensors are gone
+
+
+def test_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "not-a-folder"
+    target.write_text("a file where the registry folder should be")
+    with pytest.raises(EditFileError, match="not-a-folder"):
+        storage.atomic_write(target / "manifest.json", b"{}")
+    assert target.read_text().startswith("a file")
 
 
 def test_saves_reuse_unchanged_tensor_files(tmp_path: Path) -> None:

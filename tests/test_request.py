@@ -24,6 +24,8 @@ def test_template_and_filled_forms_are_equivalent():
     [
         ({"subject": ""}, "subject is empty"),
         ({"subject": "   "}, "subject is empty"),
+        ({"subject": "\u200b"}, "invisible"),
+        ({"new": "\u200b\u00a0"}, "new is empty"),
         ({"old": ""}, "old is empty"),
         ({"new": " \t"}, "new is empty"),
         ({"prompt": "The language of Someone Else is"}, "does not appear in the prompt"),

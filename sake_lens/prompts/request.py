@@ -17,9 +17,10 @@ def _clean(field: str, value: object) -> str:
             f"EditRequest.{field} must be a string, got {type(value).__name__}: {value!r}."
         )
     value = unicodedata.normalize("NFC", value)
-    if not value.strip():
+    visible = "".join(ch for ch in value if unicodedata.category(ch) not in ("Cf", "Cc", "Zs"))
+    if not visible.strip():
         raise EditRequestError(
-            f"EditRequest.{field} is empty or only whitespace ({value!r}); "
+            f"EditRequest.{field} is empty or only whitespace / invisible characters ({value!r}); "
             f"give the {field.replace('_', ' ')} as non-empty text."
         )
     if "\x00" in value:

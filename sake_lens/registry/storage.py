@@ -125,16 +125,26 @@ def _fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temporary file, fsync, ``os.replace``, fsync dir."""
-    fd, tmp = tempfile.mkstemp(prefix=_TMP + path.name + ".", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_TMP + path.name + ".", dir=path.parent)
+    except OSError as exc:
+        raise EditFileError(
+            f"Cannot write {path}: {exc}. Check that the folder exists and is writable."
+        ) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, permissions: nothing was replaced
+            raise EditFileError(
+                f"Cannot write {path}: {exc}. The previous file (if any) is unchanged; free "
+                "disk space or fix the permissions and save again."
+            ) from exc
         raise
     _fsync_dir(path.parent)
 

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help="a paraphrase of the prompt (repeatable; default: the relation template bank)",
     )
-    p.add_argument("--n-paraphrases", type=int, default=40, help="paraphrases from the bank")
+    p.add_argument("--n-paraphrases", type=int, default=20, help="paraphrases from the bank")
     p.add_argument("--site", default=None, help="hook name (default: the library default)")
     p.add_argument("--probe", action="append", default=[], metavar="TEXT", help="repeatable")
     p.add_argument("--max-new-tokens", type=int, default=8)

@@ -119,8 +119,12 @@ def calibrate_threshold(
         guaranteed = k >= 1
         k = min(max(k, 1), finite.numel())
         threshold = float(finite[k - 1])
-        if threshold <= 0.0:  # an out-of-scope prompt identical to the centre: accept nothing
+        if threshold <= 0.0:
+            # Out-of-scope prompts at distance 0 (identical to the centre): the smallest
+            # positive threshold accepts nothing else, but no threshold > 0 rejects them, so
+            # the bound does not hold (the reported fpr says how many get through).
             threshold = float(torch.finfo(torch.float64).tiny)
+            guaranteed = False
     if not (math.isfinite(threshold) and threshold > 0):
         raise GateError(f"The gate threshold must be finite and > 0, got {threshold}.")
     by_kind: dict[str, float] = {}

@@ -54,9 +54,10 @@ class GateConfig:
     chosen by two measurements on SmolLM2-135M and CounterFact dev records:
     ``benchmarks/routing_50.py`` (sentence embeddings separate rephrase prompts from locality
     prompts and generic text with AUROC 0.9999, against 0.84–0.88 for hidden states at the
-    edit's site) and ``benchmarks/gate_views.py`` (200 edits in one registry: the
-    ``sentences`` view keeps doubt follow-ups in scope, and ``fpr=0.1`` accepts 97 % of
-    paraphrases after an unrelated lead-in against 79 % at 0.05, with 2 % of neighbourhood
+    edit's site) and ``benchmarks/gate_views.py`` (200 edits of 20 paraphrases in one
+    registry: the ``sentences`` view keeps 90 % of doubt follow-ups in scope against 53 % for
+    ``both``, and ``fpr=0.1`` accepts 94 % of paraphrases after an unrelated lead-in against
+    79 % at 0.05, with 2 % of neighbourhood
     prompts routed anywhere). The price, reported per edit in ``Calibration.fpr_by_kind``: about
     three in four prompts about the *same subject* with *another relation* are accepted (a
     sentence embedding is dominated by the subject's name).

@@ -42,7 +42,7 @@ TARGET_TEMPLATES: dict[str, str] = {
 }
 
 #: The target contexts used by default: several, so the target cloud is not one context's.
-DEFAULT_TARGET_TEMPLATES: tuple[str, ...] = ("fact", "fact-twice", "repeat")
+DEFAULT_TARGET_TEMPLATES: tuple[str, ...] = ("fact", "repeat")
 
 
 def fill_context(template: str, prompt: str, old: str, new: str) -> str:

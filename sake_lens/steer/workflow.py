@@ -15,7 +15,7 @@ __all__ = ["make_edit", "default_paraphrases"]
 log = logging.getLogger(__name__)
 
 
-def default_paraphrases(request: EditRequest, n: int = 40, seed: int = 0) -> list[str]:
+def default_paraphrases(request: EditRequest, n: int = 20, seed: int = 0) -> list[str]:
     """Paraphrases of ``request`` from the relation template bank (offline, seeded)."""
     from ..prompts.paraphrase import TemplateBankGenerator
 
@@ -30,7 +30,7 @@ def make_edit(
     request: EditRequest,
     *,
     paraphrases: Sequence[str] | None = None,
-    n_paraphrases: int = 40,
+    n_paraphrases: int = 20,
     site: str | None = None,
     seed: int = 0,
     config: EditConfig | None = None,

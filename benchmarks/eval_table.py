@@ -35,9 +35,20 @@ def cell(agg: dict | None, name: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--labels", nargs="+", help="column names (default: the methods)")
+    p.add_argument(
+        "--by-run", nargs="+", metavar="METRIC", help="one row per run with these metrics' means"
+    )
     args = p.parse_args()
     runs = [json.loads(f.read_text()) for f in args.files]
-    names = [r["config"]["method"] for r in runs]
+    names = args.labels or [r["config"]["method"] for r in runs]
+    if args.by_run:
+        print("| run | " + " | ".join(args.by_run) + " |")
+        print("|---" * (len(args.by_run) + 1) + "|")
+        for name, r in zip(names, runs):
+            means = [cell(r["aggregates"].get(m), m).split(" [")[0] for m in args.by_run]
+            print(f"| {name} | " + " | ".join(means) + " |")
+        return
     print("| metric | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for m in METRICS:

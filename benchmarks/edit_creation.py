@@ -21,6 +21,13 @@ Prints a markdown table and one JSON line. Run::
     OMP_NUM_THREADS=1 SAKE_LENS_CACHE=/tmp/slcache .venv/bin/python benchmarks/edit_creation.py \
         --device cpu --repeats 3
 
+The run also prints what bounds the speed-up (``--no-roofline`` skips it): this core's fp32
+matrix-multiply peak (a ``(1280, 576) @ (576, 1536)`` product, the shape of a batched MLP
+projection), and the FLOP rate each side reaches — the model's matmul FLOPs per token (blocks
+for every token; the unembedding for every token on the reference's HF path, for the last
+position only in sake_lens) times the prompts' token counts, over the measured CPU seconds. The
+largest speed-up batching can give is then peak / (the reference's rate).
+
 ``--profile`` also writes the cProfile top-25 (cumulative) of one sake_lens run to stderr.
 ``--ref-prompts K`` times the reference's forward passes on an evenly spaced subset of K of the
 300 prompts and scales the per-prompt time to 300 (labelled in the output); the POT fit always
@@ -47,6 +54,29 @@ from sake_lens.steer.edit import EditConfig, fit_edit
 from sake_lens.steer.workflow import default_paraphrases
 
 REQUEST = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
+
+
+def block_flops_per_token(model: Any) -> tuple[float, float]:
+    """(matmul FLOPs per token in the blocks, in the unembedding), from the HF weights."""
+    hf = model.original_model
+    body = sum(
+        m.weight.numel()
+        for name, m in hf.model.named_modules()
+        if isinstance(m, torch.nn.Linear) and ".layers." in f".{name}"
+    )
+    return 2.0 * body, 2.0 * hf.lm_head.weight.numel()
+
+
+def matmul_peak_gflops(repeats: int = 20) -> float:
+    """Best fp32 GFLOP/s of a batched-MLP-shaped matrix product on this CPU."""
+    a, b = torch.randn(1280, 576), torch.randn(576, 1536)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        _, wall, _ = timed(lambda: a @ b)
+        best = min(best, wall)
+    return 2 * 1280 * 576 * 1536 / best / 1e9
 
 
 def sake_config(batch_size: int) -> EditConfig:
@@ -121,6 +151,7 @@ def main() -> None:
     p.add_argument("--ref-prompts", type=int, default=None, metavar="K")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--no-roofline", action="store_true")
     args = p.parse_args()
 
     model = load_model(device=args.device)
@@ -190,6 +221,46 @@ def main() -> None:
             rows,
         )
     )
+    if not args.no_roofline and args.device == "cpu":
+        tok = model.tokenizer
+        n_tokens = sum(
+            len(tok.encode(q, add_special_tokens=False)) for q in sets.source + sets.target
+        )
+        body, unembed = block_flops_per_token(model)
+        peak = matmul_peak_gflops()
+        sake_gflop = (n_tokens * body + n_prompts * unembed) / 1e9
+        roof = [["fp32 matmul peak, one (1280x576)@(576x1536) product", f"{peak:.1f}", "", ""]]
+        roof.append(
+            [
+                "sake_lens fit_edit",
+                f"{sake_gflop / median(sk_cpu):.1f}",
+                f"{100 * sake_gflop / median(sk_cpu) / peak:.0f}%",
+                f"{sake_gflop:.0f}",
+            ]
+        )
+        if ref_rows:
+            ref_gflop = n_tokens * (body + unembed) / 1e9
+            ref_rate = ref_gflop / median([r["forward_cpu_s"] for r in ref_rows])
+            roof.append(
+                [
+                    "reference forwards",
+                    f"{ref_rate:.1f}",
+                    f"{100 * ref_rate / peak:.0f}%",
+                    f"{ref_gflop:.0f}",
+                ]
+            )
+            roof.append(
+                [
+                    "largest speed-up at the peak (peak / reference rate)",
+                    f"{peak / ref_rate:.1f}x",
+                    "",
+                    "",
+                ]
+            )
+            result["max_speedup_at_peak"] = peak / ref_rate
+        print()
+        print(markdown_table(["what", "GFLOP/s (CPU time)", "of peak", "GFLOP"], roof))
+        result.update(tokens=n_tokens, matmul_peak_gflops=peak, sake_gflop=sake_gflop)
     print(json.dumps(result))
 
 

@@ -1,11 +1,15 @@
 """One markdown table comparing ``sake-lens eval`` result files side by side (mean [95 % CI]).
 
-.venv/bin/python benchmarks/eval_table.py benchmarks/results/eval-200/*.json
+    cd benchmarks/results/eval-200
+    python ../../eval_table.py {none,in-context,mean-shift,sake,sake-reference}.json.gz
+
+(``.json`` or gzipped ``.json.gz`` result files.)
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 from pathlib import Path
@@ -40,7 +44,10 @@ def main() -> None:
         "--by-run", nargs="+", metavar="METRIC", help="one row per run with these metrics' means"
     )
     args = p.parse_args()
-    runs = [json.loads(f.read_text()) for f in args.files]
+    runs = [
+        json.loads(gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_text())
+        for f in args.files
+    ]
     names = args.labels or [r["config"]["method"] for r in runs]
     if args.by_run:
         print("| run | " + " | ".join(args.by_run) + " |")

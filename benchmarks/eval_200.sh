@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The evaluation behind the README's results table: the first 200 CounterFact dev records, every
 # edit of a run active at once (--mode all), seed 0, one method after another so each run has the
-# machine to itself. Writes <out>/<method>.json (every aggregate and per-record outcome) and
+# machine to itself. Writes <out>/<method>.json (every aggregate and per-record outcome; also
+# gzipped as <method>.json.gz, the copy kept in the repository) and
 # <out>/<method>.md (the printed table), and prints each run's wall time.
 #
 #   bash benchmarks/eval_200.sh [OUT_DIR] [METHOD ...]
@@ -21,4 +22,5 @@ for m in "${methods[@]}"; do
     .venv/bin/sake-lens eval --data "$data" --n 200 --mode all --method "$m" --seed 0 \
         --out "$out/$m.json" --no-progress | tee "$out/$m.md"
     echo "$m: $(( $(date +%s) - start )) s wall" | tee -a "$out/$m.md"
+    gzip -kf "$out/$m.json"     # the committed copy; the .json stays for resuming
 done

@@ -22,49 +22,29 @@ import argparse
 import json
 import time
 from collections import defaultdict
-from types import SimpleNamespace
 from typing import Any
 
 from _common import environment, markdown_table
 
 from sake_lens.evaluate.data import load_records
-from sake_lens.evaluate.methods import _flat_record
+from sake_lens.evaluate.methods import fact_router
 from sake_lens.evaluate.suite import SuiteConfig, build_probes
-from sake_lens.gate import FeatureCache, GateConfig, ScopeRouter, fit_scope
+from sake_lens.gate import FeatureCache, GateConfig
 from sake_lens.gate.embedder import default_embedder
-from sake_lens.prompts.leakage import fitting_prompts
 
 IN_SCOPE = ("edit", "paraphrase", "doubt", "long_context", "implication")
 OUT_OF_SCOPE = ("neighbourhood", "unrelated", "neutral")
 
 
-def stand_in_edits(records: list[Any], n_paraphrases: int, seed: int) -> list[Any]:
-    """Objects with what a scope gate reads from an edit (id, request, paraphrases, site)."""
-    out = []
-    for r in records:
-        paras = fitting_prompts(_flat_record(r), n=n_paraphrases, seed=seed).prompts
-        out.append(
-            SimpleNamespace(
-                id=f"edit-{r.case_id}",
-                request=r.request,
-                prompts=SimpleNamespace(paraphrases=list(paras)),
-                site=SimpleNamespace(hook="ln_final.hook_out"),
-            )
-        )
-    return out
-
-
 def route_all(
-    edits: list[Any], probes: list[list[Any]], gate: GateConfig, features: FeatureCache, tok: Any
+    records: list[Any],
+    probes: list[list[Any]],
+    gate: GateConfig,
+    n_paraphrases: int,
+    seed: int,
+    features: FeatureCache,
 ) -> dict[str, dict[str, float]]:
-    neighbours = {e.id: list(e.prompts.paraphrases) for e in edits}
-    scopes = []
-    for e in edits:
-        others = [p for eid, ps in neighbours.items() if eid != e.id for p in ps]
-        scopes.append(fit_scope(e, gate, features=features, neighbours=others))
-    router = ScopeRouter(
-        edits, scopes, model=SimpleNamespace(tokenizer=tok), embedder=features.embedder
-    )
+    router = fact_router(records, gate, n_paraphrases=n_paraphrases, seed=seed, features=features)
     texts = [p.prompt for ps in probes for p in ps]
     owners = [i for i, ps in enumerate(probes) for _ in ps]
     kinds = [p.kind for ps in probes for p in ps]
@@ -89,7 +69,6 @@ def main() -> None:
 
     tok = load_model().tokenizer  # token counts of the long-context probes
     records = load_records(args.data).records[: args.n]
-    edits = stand_in_edits(records, args.n_paraphrases, args.seed)
     suite = SuiteConfig()
     probes = [build_probes(r, suite, seed=args.seed, tokenizer=tok) for r in records]
     features = FeatureCache(embedder=default_embedder())
@@ -99,7 +78,8 @@ def main() -> None:
     for view in args.views:
         for fpr in args.fprs:
             start = time.perf_counter()
-            res = route_all(edits, probes, GateConfig(text=view, fpr=fpr), features, tok)
+            gate = GateConfig(text=view, fpr=fpr)
+            res = route_all(records, probes, gate, args.n_paraphrases, args.seed, features)
             results.append({"text": view, "fpr": fpr, "routes": res})
             rows.append(
                 [view, fpr, *(f"{res[k]['rate']:.1f}" for k in kinds), time.perf_counter() - start]

@@ -29,10 +29,9 @@ from sake_lens import load_model
 from sake_lens.collect.activations import collect_activations
 from sake_lens.errors import SakeLensError
 from sake_lens.evaluate.data import load_records
-from sake_lens.evaluate.methods import _flat_record
+from sake_lens.evaluate.methods import fitting_paraphrases
 from sake_lens.model.tokens import starts_object
 from sake_lens.prompts.distributions import DistributionConfig
-from sake_lens.prompts.leakage import fitting_prompts
 from sake_lens.prompts.probes import doubt_probes
 from sake_lens.steer.edit import EditConfig, fit_edit
 from sake_lens.steer.hooks import steering_hooks
@@ -75,11 +74,9 @@ def main() -> None:
     )
     failed, start = 0, time.perf_counter()
     for record in records:
-        paras = fitting_prompts(_flat_record(record), n=args.n_paraphrases, seed=args.seed)
+        paras = fitting_paraphrases(record, args.n_paraphrases, args.seed)
         try:
-            edit = fit_edit(
-                model, record.request, list(paras.prompts), config=base, keep_activations=True
-            )
+            edit = fit_edit(model, record.request, paras, config=base, keep_activations=True)
         except SakeLensError:
             failed += 1
             continue

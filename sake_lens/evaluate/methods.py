@@ -56,7 +56,9 @@ __all__ = [
     "IN_CONTEXT_PREFIX",
     "Treatment",
     "MethodOverrides",
+    "fact_router",
     "fit_record_edit",
+    "fitting_paraphrases",
     "prepare_treatment",
     "method_description",
 ]
@@ -197,13 +199,10 @@ def fit_record_edit(
     Raises:
         SakeLensError: the edit could not be fitted (the caller records it).
     """
-    from ..prompts.leakage import fitting_prompts
-
-    paraphrases = fitting_prompts(_flat_record(record), n=_n_paraphrases(overrides), seed=seed)
     return make_edit(
         model,
         record.request,
-        paraphrases=list(paraphrases.prompts),
+        paraphrases=fitting_paraphrases(record, _n_paraphrases(overrides), seed),
         seed=seed,
         config=_edit_config(method, overrides),
     )
@@ -290,30 +289,37 @@ class Treatment:
         return decision >= 0, own >= 0 and decision == own
 
 
-def _fact_gates(
-    records: Sequence[EvalRecord], method: str, overrides: MethodOverrides, seed: int
-) -> ScopeRouter:
-    """A router over one scope gate per record's fact, fitted exactly as the ``sake`` edits'
-    gates are (same paraphrases, the registry's default gate, every other fact's paraphrases
-    among the out-of-scope prompts) but without fitting any map: a gate reads only the
-    request, the paraphrases and the site of an edit."""
-    from types import SimpleNamespace
-
+def fitting_paraphrases(record: EvalRecord, n: int, seed: int = 0) -> list[str]:
+    """The paraphrases a record's edit is fitted with (no evaluation prompt among them)."""
     from ..prompts.leakage import fitting_prompts
 
-    facts: list[Any] = []
-    for r in records:
-        paras = fitting_prompts(_flat_record(r), n=_n_paraphrases(overrides), seed=seed).prompts
-        facts.append(
-            SimpleNamespace(
-                id=f"fact-{r.case_id}",
-                request=r.request,
-                prompts=SimpleNamespace(paraphrases=list(paras)),
-                site=SimpleNamespace(hook=EditConfig().site),
-            )
+    return list(fitting_prompts(_flat_record(record), n=n, seed=seed).prompts)
+
+
+def fact_router(
+    records: Sequence[EvalRecord],
+    gate: GateConfig,
+    *,
+    n_paraphrases: int,
+    seed: int = 0,
+    features: FeatureCache | None = None,
+) -> ScopeRouter:
+    """A text-only router over one scope gate per record's fact, fitted as a registry fits an
+    edit's gate (the record's fitting paraphrases in scope, every other fact's paraphrases among
+    the out-of-scope prompts) but without fitting any map: a gate reads only the request, the
+    paraphrases and the site of an edit. Route with ``route_texts``."""
+    from types import SimpleNamespace
+
+    facts: list[Any] = [
+        SimpleNamespace(
+            id=f"fact-{r.case_id}",
+            request=r.request,
+            prompts=SimpleNamespace(paraphrases=fitting_paraphrases(r, n_paraphrases, seed)),
+            site=SimpleNamespace(hook=EditConfig().site),
         )
-    gate = _gate_config(method, overrides) or EditBook().gate
-    features = FeatureCache()
+        for r in records
+    ]
+    features = features or FeatureCache()
     scopes = []
     for fact in facts:
         others = [p for f in facts if f is not fact for p in f.prompts.paraphrases]
@@ -350,7 +356,10 @@ def prepare_treatment(
         own = [IN_CONTEXT_PREFIX.format(prompt=r.request.text, new=r.request.new) for r in records]
         treatment = Treatment(method, mode, own, [-1] * n, edits=[None] * n)
         if mode == "all":
-            treatment.retriever = _fact_gates(records, method, overrides, seed)
+            gate = _gate_config(method, overrides) or EditBook().gate
+            treatment.retriever = fact_router(
+                records, gate, n_paraphrases=_n_paraphrases(overrides), seed=seed
+            )
             treatment.gate = "retrieval by the registry's default gate over all facts"
         return treatment
     edits = list(edits or [None] * n)

@@ -288,11 +288,14 @@ def _evaluate_chunk(
         for r in records
     ]
     # 1. every probe with the treatment
-    rows: list[tuple[int, ProbeSpec, str]] = []
-    prefixes: list[list[str]] = []  # per record, the prefix of each of its probes
-    for k, sp in enumerate(specs):
-        prefixes.append(treatment.prefixes_for([owners[k]] * len(sp), [s.prompt for s in sp]))
-        rows += [(k, s, pre + s.prompt) for s, pre in zip(sp, prefixes[k])]
+    flat = [(k, s) for k, sp in enumerate(specs) for s in sp]
+    flat_prefixes = treatment.prefixes_for(
+        [owners[k] for k, _ in flat], [s.prompt for _, s in flat]
+    )
+    rows = [(k, s, pre + s.prompt) for (k, s), pre in zip(flat, flat_prefixes)]
+    prefixes: list[list[str]] = [[] for _ in specs]  # per record, its probes' prefixes
+    for (k, _), pre in zip(flat, flat_prefixes):
+        prefixes[k].append(pre)
     identity = not treatment.steers and not any(p for pre in prefixes for p in pre)
     requests = [_request_of(p, s, owners[k]) for k, s, p in rows]
     scores = score_rows(

@@ -50,6 +50,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="../shared/data/counterfact/dev.json")
     p.add_argument("--n", type=int, default=30)
+    p.add_argument("--skip", type=int, default=0, help="start after this many records")
     p.add_argument("--n-paraphrases", type=int, default=20)
     p.add_argument("--templates", nargs="+", default=None, help="target templates")
     p.add_argument("--regs", nargs="+", type=float, default=[0.01, 0.1, 1.0])
@@ -59,7 +60,7 @@ def main() -> None:
     args = p.parse_args()
 
     model = load_model()
-    records = load_records(args.data).records[: args.n]
+    records = load_records(args.data).records[args.skip : args.skip + args.n]
     dist = DistributionConfig()
     if args.templates:
         dist = DistributionConfig(target_templates=tuple(args.templates))
@@ -110,6 +111,7 @@ def main() -> None:
             {
                 "benchmark": "map_ablation",
                 "n": len(records),
+                "skip": args.skip,
                 "failed": failed,
                 "n_paraphrases": args.n_paraphrases,
                 "target_templates": list(dist.target_templates),

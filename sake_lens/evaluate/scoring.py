@@ -211,6 +211,7 @@ def score_rows(
             pad_lengths=tuple(p_len - len(s.prompt) for s in rows),
             offset=0,
             seq_len=p_len + c_len,
+            generated=tokens[:, p_len:].to(device),
         )
         if before_batch is not None:
             before_batch([requests[s.request].owner for s in rows])

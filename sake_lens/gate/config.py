@@ -29,15 +29,19 @@ EMBEDDING = "embedding"
 #: question, without an unrelated lead-in), ``both`` (the smaller of the two distances), or
 #: ``sentences`` (the smallest over the full prompt and each of its last
 #: :data:`MAX_SENTENCES` sentences: a follow-up that quotes the fact, such as "X is Y? Really?
-#: ... Reconsider", stays in scope).
+#: ... Reconsider", stays in scope), or ``quotes`` (``sentences`` plus every quoted span, so
+#: "Reconsider the answer to 'The capital of X is'" is measured on the quoted statement).
 TEXT_VIEWS = {
     "full": EMBEDDING,
     "last-sentence": "embedding@last",
     "both": "embedding+last",
     "sentences": "embedding@sentences",
+    "quotes": "embedding@quotes",
 }
 #: Sentences per prompt the ``sentences`` view embeds (the last ones).
 MAX_SENTENCES = 6
+#: Quoted spans per prompt the ``quotes`` view embeds (the last ones).
+MAX_QUOTES = 3
 
 
 def is_embedding(feature: str) -> bool:
@@ -87,7 +91,7 @@ class GateConfig:
 
     kind: str = "embedding"
     metric: str = "euclidean"
-    text: str = "sentences"
+    text: str = "quotes"
     layer: str | int | None = None
     fpr: float = 0.1
     threshold: float | None = None

@@ -29,7 +29,14 @@ from ..errors import GateError
 from ..prompts.contexts import FORCED_SOURCE_TEMPLATE
 from .bank import StackedStats
 from .calibrate import Calibration, auroc, calibrate_threshold
-from .config import EMBEDDING, MAX_SENTENCES, TEXT_VIEWS, GateConfig, is_embedding
+from .config import (
+    EMBEDDING,
+    MAX_QUOTES,
+    MAX_SENTENCES,
+    TEXT_VIEWS,
+    GateConfig,
+    is_embedding,
+)
 from .embedder import SentenceEmbedder, default_embedder
 from .out_of_scope import OutOfScope, default_out_of_scope
 from .stats import ScopeStats
@@ -45,6 +52,7 @@ __all__ = [
     "gate_score",
     "last_sentence",
     "sentences",
+    "quoted_spans",
     "prompt_views",
     "view_features",
     "min_distance",
@@ -65,6 +73,24 @@ def sentences(text: str) -> list[str]:
     """
     parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
     return parts or [text.strip()]
+
+
+# A quote opens after a non-word character (so the apostrophe of "can't" opens nothing) and
+# closes before one; straight or typographic, single or double.
+_QUOTED = re.compile(
+    r"(?<![\w'\"])(?:'([^'\n]{3,}?)'|\"([^\"\n]{3,}?)\"|‘([^’\n]{3,}?)’|“([^”\n]{3,}?)”)(?!\w)"
+)
+
+
+def quoted_spans(text: str) -> list[str]:
+    """The spans of ``text`` inside quotation marks, of two words or more, in order.
+
+    Example:
+        >>> quoted_spans("It can't be. The answer to 'The capital of Peru is' is wrong.")
+        ['The capital of Peru is']
+    """
+    spans = ("".join(m.groups(default="")).strip() for m in _QUOTED.finditer(text))
+    return [s for s in spans if len(s.split()) >= 2]
 
 
 def last_sentence(text: str) -> str:
@@ -88,8 +114,10 @@ def prompt_views(prompts: Sequence[str], feature: str) -> list[list[str]]:
         return [[last_sentence(p) for p in prompts]]
     if feature == TEXT_VIEWS["both"]:
         return [prompts, [last_sentence(p) for p in prompts]]
-    if feature == TEXT_VIEWS["sentences"]:
+    if feature in (TEXT_VIEWS["sentences"], TEXT_VIEWS["quotes"]):
         split = [s if len(s) > 1 else [] for s in (sentences(p)[-MAX_SENTENCES:] for p in prompts)]
+        if feature == TEXT_VIEWS["quotes"]:
+            split = [s + quoted_spans(p)[-MAX_QUOTES:] for s, p in zip(split, prompts)]
         width = max((len(s) for s in split), default=0)
         return [prompts] + [
             [s[j] if j < len(s) else p for p, s in zip(prompts, split)] for j in range(width)

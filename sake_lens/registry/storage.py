@@ -217,6 +217,8 @@ def encode_entry(
 ) -> tuple[dict[str, Any], bytes]:
     """An entry's manifest metadata (without its object hash) and its tensor file's bytes."""
     tensors: dict[str, Tensor] = {f"map.{k}": v for k, v in edit.map.state_dict().items()}
+    for i, m in enumerate(edit.continuation):
+        tensors.update({f"cont{i}.{k}": v for k, v in m.state_dict().items()})
     if scope is not None:
         tensors.update({f"scope.{k}": v for k, v in scope.state_dict().items()})
     data = st_save(
@@ -275,6 +277,12 @@ def decode_entry(entry: dict[str, Any], tensors: dict[str, Tensor]) -> tuple[Edi
     map_state = {k[4:]: v for k, v in tensors.items() if k.startswith("map.")}
     scope_state = {k[6:]: v for k, v in tensors.items() if k.startswith("scope.")}
     prompts = meta.get("prompts")
+    continuation = tuple(
+        map_from_config(
+            config, {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"cont{i}.")}
+        )
+        for i, config in enumerate(meta.get("continuation", []))
+    )
     edit = Edit(
         request=EditRequest.from_dict(meta["request"]),
         site=Site.from_dict(meta["site"]),
@@ -290,9 +298,11 @@ def decode_entry(entry: dict[str, Any], tensors: dict[str, Tensor]) -> tuple[Edi
         prompts_hash=meta["prompts_hash"],
         id=meta["id"],
         created=meta["created"],
+        object_ids=tuple(int(i) for i in meta.get("object_ids", [])),
+        continuation=continuation,
         prompts=PromptSet(**prompts) if prompts is not None else None,
     )
-    if edit.map.d_model != edit.d_model:
+    if any(m.d_model != edit.d_model for m in (edit.map, *edit.continuation)):
         raise ValueError(
             f"the map's tensors have width {edit.map.d_model}, the metadata says d_model="
             f"{edit.d_model}"

@@ -25,12 +25,13 @@ from ..model.tokens import bos_convention, starts_object
 from ..prompts.distributions import DistributionConfig, PromptSet, build_prompt_sets, prompts_hash
 from ..prompts.request import EditRequest
 from ..transport import MAP_KINDS, TransportMap, make_map
+from .continuation import collect_through_object, fit_continuation, object_token_ids
 
 __all__ = ["EditConfig", "Edit", "fit_edit"]
 
 log = logging.getLogger(__name__)
 
-GENERATION_MODES = ("prompt", "generated")
+GENERATION_MODES = ("prompt", "object", "generated")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,15 @@ class EditConfig:
             target mean generalises to unseen paraphrases far better than 1.0 on the default
             model; the scope gate keeps it off unrelated prompts).
         generation: ``prompt`` applies the map at the prompt's last token only (the paper);
-            ``generated`` also at every generated token.
+            ``object`` (default) also fits continuation maps that steer each generated token
+            while the generation spells the new object (:mod:`sake_lens.steer.continuation`:
+            a multi-token object is carried whole); ``generated`` applies the map at every
+            generated token.
+        object_tokens: ``object`` mode: at most this many continuation maps (one per object
+            token after the first, and one after the whole object that ends the word).
+        object_alpha: strength of the continuation maps (default 1.0: they follow a token the
+            model has already written, so moving to the target distribution is enough; 2.0
+            overshoots the word's end into end-of-text).
         distributions: how the source and target prompts are built.
         batch_size: prompts per forward pass when collecting activations.
     """
@@ -59,7 +68,9 @@ class EditConfig:
     reg: float = 10.0
     rank: int | None = None
     alpha: float = 2.0
-    generation: str = "prompt"
+    generation: str = "object"
+    object_tokens: int = 4
+    object_alpha: float = 1.0
     distributions: DistributionConfig = field(default_factory=DistributionConfig)
     batch_size: int = 32
 
@@ -70,14 +81,20 @@ class EditConfig:
             raise ValueError(
                 f"Unknown generation mode {self.generation!r}; allowed: {GENERATION_MODES}."
             )
-        if not (isinstance(self.alpha, (int, float)) and 0.0 <= float(self.alpha) <= 4.0):
-            raise ValueError(f"alpha must be a number in [0, 4], got {self.alpha!r}.")
+        for name in ("alpha", "object_alpha"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 4.0):
+                raise ValueError(f"{name} must be a number in [0, 4], got {value!r}.")
         if not float(self.reg) > 0:
             raise ValueError(f"reg must be > 0, got {self.reg!r}.")
         if self.rank is not None and int(self.rank) < 1:
             raise ValueError(f"rank must be None or >= 1, got {self.rank!r}.")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if not (isinstance(self.object_tokens, int) and 0 <= self.object_tokens <= 16):
+            raise ValueError(
+                f"object_tokens must be an int in [0, 16], got {self.object_tokens!r}."
+            )
 
     def make_map(self) -> TransportMap:
         if self.map_kind == "gaussian":
@@ -124,6 +141,10 @@ class Edit:
     prompts_hash: str
     id: str = ""
     created: str = ""
+    #: ``generation="object"``: the new object's token ids and one continuation map per
+    #: object token after the first (:mod:`sake_lens.steer.continuation`).
+    object_ids: tuple[int, ...] = ()
+    continuation: tuple[TransportMap, ...] = ()
     prompts: PromptSet | None = field(default=None, repr=False, compare=False)
     source_acts: torch.Tensor | None = field(default=None, repr=False, compare=False)
     target_acts: torch.Tensor | None = field(default=None, repr=False, compare=False)
@@ -161,6 +182,8 @@ class Edit:
             "prompts_hash": self.prompts_hash,
             "created": self.created,
             "diagnostics": self.map.diagnostics(),
+            "object_ids": list(self.object_ids),
+            "continuation": [m.config() for m in self.continuation],
         }
 
 
@@ -197,20 +220,33 @@ def fit_edit(
     site = resolve_site(model, config.site)
     prompts = build_prompt_sets(request, paraphrases, config.distributions)
     prepend_bos = bos_convention(model)
-    src = collect_activations(
-        model, prompts.source, [site], batch_size=config.batch_size, progress=progress
-    )
-    tgt = collect_activations(
-        model,
-        prompts.target,
-        [site],
-        batch_size=config.batch_size,
-        predict=True,
-        progress=progress,
-    )
+    through_object = config.generation == "object" and config.object_tokens > 0
+    object_ids = object_token_ids(model, request.new) if through_object else ()
+    if through_object:
+        # One pass over prompt + new object gives the prompt's last token and every object token.
+        src_all, _ = collect_through_object(
+            model, prompts.source, site, object_ids, batch_size=config.batch_size
+        )
+        tgt_all, tgt_pred_all = collect_through_object(
+            model, prompts.target, site, object_ids, batch_size=config.batch_size
+        )
+        source_acts, target_all, target_pred = src_all[:, 0], tgt_all[:, 0], tgt_pred_all[:, 0]
+    else:
+        src = collect_activations(
+            model, prompts.source, [site], batch_size=config.batch_size, progress=progress
+        )
+        tgt = collect_activations(
+            model,
+            prompts.target,
+            [site],
+            batch_size=config.batch_size,
+            predict=True,
+            progress=progress,
+        )
+        assert tgt.predictions is not None
+        source_acts, target_all, target_pred = src[site.hook], tgt[site.hook], tgt.predictions
     tokenizer = model.tokenizer
-    assert tgt.predictions is not None
-    prompts.target_predictions = [tokenizer.decode(int(t)) for t in tgt.predictions]
+    prompts.target_predictions = [tokenizer.decode(int(t)) for t in target_pred]
     if config.distributions.validate_targets:
         prompts.kept = [starts_object(t, request.new) for t in prompts.target_predictions]
     else:
@@ -230,12 +266,22 @@ def fit_edit(
             f"the new object {request.new!r} is spelled as the model would say it."
         )
     keep = torch.tensor(prompts.kept)
-    source_acts = src[site.hook]
-    target_acts = tgt[site.hook][keep]
+    target_acts = target_all[keep]
     try:
         fitted = config.make_map().fit(source_acts, target_acts)
     except SakeLensError as exc:
         raise type(exc)(f"Fitting the edit {request.text!r} -> {request.new!r}: {exc}") from exc
+    continuation: tuple[TransportMap, ...] = ()
+    if through_object:
+        continuation = fit_continuation(
+            src_all,
+            tgt_all[keep],
+            tgt_pred_all[keep],
+            object_ids,
+            config.make_map,
+            tokenizer.decode,
+            max_maps=config.object_tokens,
+        )
     log.info(
         "Fitted %s at %s: %d source, %d/%d target samples (purity %.0f%%)",
         request.text,
@@ -258,6 +304,8 @@ def fit_edit(
         n_source=len(prompts.source),
         n_target=n_kept,
         prompts_hash=prompts_hash(prompts),
+        object_ids=object_ids,
+        continuation=continuation,
         prompts=prompts,
         source_acts=source_acts if keep_activations else None,
         target_acts=target_acts if keep_activations else None,

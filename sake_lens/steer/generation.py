@@ -29,7 +29,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 import torch
@@ -72,6 +72,14 @@ class GenerationStep:
     pad_lengths: tuple[int, ...]  #: left-padding tokens per row
     offset: int
     seq_len: int  #: positions in the current activation
+    #: ``(batch, n)`` ids of the tokens after each row's prompt, up to this pass's last
+    #: position (``n = 0`` on step 0 of generate; teacher-forced scoring puts its
+    #: continuations here). Hooks read it to know what has been generated so far.
+    generated: Tensor | None = field(default=None, compare=False, repr=False)
+
+    def generated_index(self, pos: int) -> int:
+        """The index into :attr:`generated` of the token at position ``pos`` of this pass."""
+        return self.offset + pos - self.padded_prompt_length
 
     @property
     def padded_prompt_length(self) -> int:
@@ -253,6 +261,7 @@ def generate_tokens(
             f"{tokens.shape[1]} prompt tokens + max_new_tokens={max_new_tokens} exceed the "
             f"model's context of {n_ctx}; lower max_new_tokens or shorten the prompts."
         )
+    width = tokens.shape[1]  # the padded prompt length
     lengths = tuple(int(n) for n in mask.sum(1))
     pads = tuple(tokens.shape[1] - n for n in lengths)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # each row's own positions
@@ -268,7 +277,15 @@ def generate_tokens(
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         for step in range(max_new_tokens):
             start = tokens.shape[1] - 1 if (cached and step > 0) else 0
-            info = GenerationStep(step, cached, lengths, pads, start, tokens.shape[1] - start)
+            info = GenerationStep(
+                step,
+                cached,
+                lengths,
+                pads,
+                start,
+                tokens.shape[1] - start,
+                generated=tokens[:, width:],
+            )
             with publish_step(info):
                 logits = _forward(model, tokens[:, start:], mask, positions[:, start:], cache)
             last = logits[:, -1, :].float()  # (batch, vocab)

@@ -1,7 +1,8 @@
 """Steering hooks: apply edits' transport maps at their sites, inside any forward pass.
 
 ``h <- h + alpha (T(h) - h)`` at the prompt's last token (and, when an edit asks for it, at
-generated tokens), for the rows a router assigns to each edit. Hooks are attached through
+generated tokens: its continuation maps while the new object is being spelled, or its map at
+every token), for the rows a router assigns to each edit. Hooks are attached through
 ``model.hooks(...)``, so they are removed when the block exits, also on exceptions.
 
 Outside :func:`sake_lens.steer.generation.generate`, the last position of each row is its
@@ -19,7 +20,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import SakeLensError
-from .generation import current_step
+from .continuation import continuation_rows
+from .generation import GenerationStep, current_step
 
 if TYPE_CHECKING:
     from .edit import Edit
@@ -82,33 +84,56 @@ class SiteSteerer:
         self.router = router
         self.decisions: Tensor | None = None  # per-row edit index from the prompt's last token
 
-    def _apply(self, act: Tensor, pos: Tensor | int, rows: Tensor, generated: bool) -> None:
-        """Steer ``act[rows, pos]`` in place with each row's routed edit."""
+    def _apply(self, act: Tensor, pos: Tensor | int, rows: Tensor) -> None:
+        """Steer ``act[rows, pos]`` (the prompt's last token) in place with each row's edit."""
         assert self.decisions is not None
         for k in torch.unique(self.decisions[rows]).tolist():
             if k < 0 or k not in self.indices:
                 continue
             edit = self.edits[k]
-            if generated and edit.config.generation != "generated":
-                continue
             sel = rows[self.decisions[rows] == k]
             h = act[sel, pos]
             act[sel, pos] = h + edit.config.alpha * edit.map.displacement(h)
+
+    def _apply_generated(self, act: Tensor, pos: int, step: GenerationStep) -> None:
+        """Steer the generated token at ``pos``: the edit's map (``generation="generated"``)
+        or, while the generation spells the new object, its continuation map (``"object"``)."""
+        assert self.decisions is not None
+        rows = torch.arange(act.shape[0], device=act.device)
+        n_generated = step.generated_index(pos) + 1  # tokens generated up to ``pos``
+        for k in torch.unique(self.decisions).tolist():
+            if k < 0 or k not in self.indices:
+                continue
+            edit = self.edits[k]
+            sel = rows[self.decisions == k]
+            if edit.config.generation == "generated":
+                transport, alpha = edit.map, edit.config.alpha
+            elif edit.config.generation == "object" and step.generated is not None:
+                if n_generated > len(edit.continuation):
+                    continue
+                transport = edit.continuation[n_generated - 1]
+                alpha = edit.config.object_alpha
+                sel = continuation_rows(step.generated, sel, edit.object_ids, n_generated)
+            else:
+                continue
+            if sel.numel():
+                h = act[sel, pos]
+                act[sel, pos] = h + alpha * transport.displacement(h)
 
     def __call__(self, act: Tensor, hook: Any) -> Tensor:
         step = current_step()
         all_rows = torch.arange(act.shape[0], device=act.device)
         if step is None:
             self.decisions = self.router.route(act[:, -1, :], self.site)
-            self._apply(act, -1, all_rows, generated=False)
+            self._apply(act, -1, all_rows)
             return act
         last = step.positions_of_last_prompt_token
         if last is not None:
             self.decisions = self.router.route(act[:, last[0], :], self.site)
-            self._apply(act, last[0], all_rows, generated=False)
+            self._apply(act, last[0], all_rows)
         if self.decisions is not None:
             for pos in step.generated_positions:
-                self._apply(act, pos, all_rows, generated=True)
+                self._apply_generated(act, pos, step)
         return act
 
 

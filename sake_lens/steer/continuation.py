@@ -89,7 +89,7 @@ def collect_through_object(
     def keep_tail(act: Tensor, hook: Any) -> Tensor:
         return act[:, -width:, :]  # unembed only the positions read: (batch, width, vocab)
 
-    hooks = [(site.hook, capture)]
+    hooks: list[tuple[str, Callable[..., Any]]] = [(site.hook, capture)]
     if _FINAL in getattr(model, "hook_dict", {}):
         hooks.append((_FINAL, keep_tail))  # after the capture when the site is the same hook
 

@@ -59,6 +59,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="../shared/data/counterfact/dev.json")
     p.add_argument("--n", type=int, default=200)
+    p.add_argument("--skip", type=int, default=0, help="start after this many records")
     p.add_argument("--n-paraphrases", type=int, default=40)
     p.add_argument("--views", nargs="+", default=["both", "sentences"])
     p.add_argument("--fprs", nargs="+", type=float, default=[0.05, 0.1])
@@ -68,7 +69,7 @@ def main() -> None:
     from sake_lens import load_model
 
     tok = load_model().tokenizer  # token counts of the long-context probes
-    records = load_records(args.data).records[: args.n]
+    records = load_records(args.data).records[args.skip : args.skip + args.n]
     suite = SuiteConfig()
     probes = [build_probes(r, suite, seed=args.seed, tokenizer=tok) for r in records]
     features = FeatureCache(embedder=default_embedder())
@@ -91,6 +92,7 @@ def main() -> None:
             {
                 "benchmark": "gate_views",
                 "n": len(records),
+                "skip": args.skip,
                 "results": results,
                 "env": environment("cpu"),
             }

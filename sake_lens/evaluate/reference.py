@@ -150,6 +150,7 @@ class ReferenceEditConfig(EditConfig):
     map_kind: str = PotLinearMap.kind
     reg: float = REFERENCE_REG
     alpha: float = 1.0  # the paper replaces h by T(h)
+    generation: str = "prompt"  # the paper steers the prompt's last token only
 
     def __post_init__(self) -> None:
         if self.map_kind != PotLinearMap.kind:

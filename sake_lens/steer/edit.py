@@ -42,11 +42,11 @@ class EditConfig:
         site: hook name where the map reads and writes (default: the final normalised stream).
         map_kind: ``gaussian`` (SAKE), ``diagonal`` or ``mean-shift``.
         reg: regulariser of the Gaussian/diagonal map, relative to the data's mean variance
-            (default 10: on CounterFact dev records a strongly regularised map — close to a
+            (default 100: on CounterFact dev records a strongly regularised map — close to a
             mean shift off the data's span — carries the edit to paraphrases and doubt
-            follow-ups far better than reg <= 1; see docs/concepts/defaults.md).
+            follow-ups far better than reg <= 10; see docs/concepts/defaults.md).
         rank: keep only the ``rank`` strongest directions of the Gaussian map.
-        alpha: steering strength, ``h <- h + alpha (T(h) - h)`` (default 2.0: moving past the
+        alpha: steering strength, ``h <- h + alpha (T(h) - h)`` (default 2.5: moving past the
             target mean generalises to unseen paraphrases far better than 1.0 on the default
             model; the scope gate keeps it off unrelated prompts).
         generation: ``prompt`` applies the map at the prompt's last token only (the paper);
@@ -65,9 +65,9 @@ class EditConfig:
 
     site: str = FINAL_SITE
     map_kind: str = "gaussian"
-    reg: float = 10.0
+    reg: float = 100.0
     rank: int | None = None
-    alpha: float = 2.0
+    alpha: float = 2.5
     generation: str = "object"
     object_tokens: int = 4
     object_alpha: float = 1.0

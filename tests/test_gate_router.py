@@ -23,7 +23,7 @@ from sake_lens.gate import (
     fit_scope,
     last_sentence,
 )
-from sake_lens.gate.scope import prompt_views, sentences
+from sake_lens.gate.scope import prompt_views, quoted_spans, sentences
 from sake_lens.model.sites import Site
 from sake_lens.prompts.distributions import PromptSet
 from sake_lens.prompts.request import EditRequest
@@ -263,8 +263,39 @@ def test_sentences_view_keeps_a_follow_up_quoting_the_fact_in_scope() -> None:
     assert routes == {"both": [-1], "sentences": [0]}
 
 
+def test_quoted_spans_and_the_quotes_view() -> None:
+    text = "It can't be, the answer to 'The capital of Peru is' is wrong. Reconsider:"
+    assert quoted_spans(text) == ["The capital of Peru is"]
+    assert quoted_spans('He said "hello there" and “the big dog”.') == [
+        "hello there",
+        "the big dog",
+    ]
+    assert quoted_spans("one 'word' only, and the King's 'x'") == []  # two words or more
+    assert quoted_spans("no quotes here") == []
+    views = prompt_views([text, "Solo"], "embedding@quotes")
+    # the sentences view, then the quoted spans (a prompt without any repeats itself)
+    assert views[0] == [text, "Solo"] and views[-1] == ["The capital of Peru is", "Solo"]
+    assert views[:-1] == prompt_views([text, "Solo"], "embedding@sentences")
+
+
+def test_quotes_view_keeps_a_follow_up_quoting_the_prompt_early_in_scope() -> None:
+    edits = [fake_edit(s) for s in SUBJECTS[:2]]
+    filler = " ".join(f"It rained {i}." for i in range(8))  # pushes past MAX_SENTENCES
+    probe = f"{FAR} recall '{edits[0].request.text}'. {filler} Give the correct answer:"
+    routes = {}
+    for text in ("sentences", "quotes"):
+        cfg = GateConfig(kind="embedding", text=text, n_relations=0)
+        scopes = [fit_scope(e, cfg, features=FakeFeatures()) for e in edits]
+        router = ScopeRouter(
+            edits, scopes, model=SimpleNamespace(tokenizer=object()), embedder=FakeEmbedder()
+        )
+        routes[text] = router.route_texts([probe, edits[1].request.text]).tolist()
+    assert routes["quotes"] == [0, 1] and routes["sentences"][0] != 0
+
+
 @pytest.mark.parametrize(
-    ("text", "expected"), [("full", -1), ("both", 0), ("last-sentence", 0), ("sentences", 0)]
+    ("text", "expected"),
+    [("full", -1), ("both", 0), ("last-sentence", 0), ("sentences", 0), ("quotes", 0)],
 )
 def test_text_views_judge_a_lead_in_by_its_last_sentence(text: str, expected: int) -> None:
     edits = [fake_edit(s) for s in SUBJECTS[:2]]

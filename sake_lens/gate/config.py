@@ -53,14 +53,14 @@ def is_embedding(feature: str) -> bool:
 class GateConfig:
     """A scope gate: which features, which distance, and how the threshold is chosen.
 
-    The default — sentence embeddings of the prompt and of each of its last sentences,
-    Euclidean distance to the mean of the paraphrases, threshold at 10 % false positives — was
+    The default — sentence embeddings of the prompt, of each of its last sentences and of what
+    it quotes, Euclidean distance to the mean of the paraphrases, threshold at 10 % false positives — was
     chosen by two measurements on SmolLM2-135M and CounterFact dev records:
     ``benchmarks/routing_50.py`` (sentence embeddings separate rephrase prompts from locality
     prompts and generic text with AUROC 0.9999, against 0.84–0.88 for hidden states at the
     edit's site) and ``benchmarks/gate_views.py`` (200 edits of 20 paraphrases in one
     registry: the ``sentences`` view keeps 90 % of doubt follow-ups in scope against 53 % for
-    ``both``, and ``fpr=0.1`` accepts 94 % of paraphrases after an unrelated lead-in against
+    ``both``, ``quotes`` 99.5 % — also on 200 other records — and ``fpr=0.1`` accepts 94 % of paraphrases after an unrelated lead-in against
     79 % at 0.05, with 2 % of neighbourhood
     prompts routed anywhere). The price, reported per edit in ``Calibration.fpr_by_kind``: about
     three in four prompts about the *same subject* with *another relation* are accepted (a
@@ -69,9 +69,9 @@ class GateConfig:
     Attributes:
         kind: one of :data:`GATE_KINDS`.
         metric: one of :data:`GATE_METRICS`.
-        text: embedding gates only: one of :data:`TEXT_VIEWS` (default ``sentences``: a prompt
+        text: embedding gates only: one of :data:`TEXT_VIEWS` (default ``quotes``: a prompt
             after an unrelated lead-in, or a follow-up quoting the fact, is judged by its
-            sentences too).
+            sentences and its quoted spans too).
         layer: hidden gates only: the hook whose last-prompt-token state is compared (an int
             ``L`` means ``blocks.L.hook_resid_post``); ``None`` uses the edit's own site.
         fpr: target false-positive rate on out-of-scope prompts; the threshold is the

@@ -74,6 +74,24 @@ class TestOnTheDefaultModel:
             ids = generate(model, [REQUEST.text], max_new_tokens=8, return_tokens=True)
         assert len(ids[0]) == 8, out  # no early end of text
 
+    def test_cached_generation_equals_uncached_with_continuation(self, model, edit) -> None:
+        from sake_lens.steer.generation import kv_cache_is_correct
+
+        prompts = [
+            REQUEST.text,
+            "A much longer prompt, so that the batch is padded: " + REQUEST.text,
+        ]
+        with steered(model, [edit]):
+            # the KV-cache probe sees the bare model even inside a steered block
+            assert kv_cache_is_correct(model, refresh=True)
+            cached = generate(model, prompts, max_new_tokens=8, return_tokens=True)
+            uncached = generate(
+                model, prompts, max_new_tokens=8, use_kv_cache=False, return_tokens=True
+            )
+        assert cached == uncached
+        assert [r[: len(edit.object_ids)] for r in cached] == [list(edit.object_ids)] * 2
+        assert all(not hp._forward_hooks for hp in model.hook_dict.values())
+
     def test_continuation_acts_only_while_spelling_the_object(self, model, edit) -> None:
         hook = steering_hooks([edit])[0][1]
         from sake_lens.steer.generation import GenerationStep, publish_step

@@ -4,7 +4,7 @@ A registry directory::
 
     DIR/
       registry.json                 the manifest: metadata of every entry (JSON)
-      objects/<sha256>.safetensors  one file per entry: its map's and scope's tensors
+      objects/<sha256>.safetensors  one file per entry: its map's (map.*), continuation maps' (cont<i>.*) and scope's (scope.*) tensors
       .lock                         fcntl.flock lock file
 
 Tensor files are **content-addressed** (named by the SHA-256 of their bytes) and never

@@ -153,15 +153,41 @@ def _new_cache(model: Any) -> Any:
     return DynamicCache(config=_hf_model(model).config)
 
 
+@contextmanager
+def _hooks_suspended(model: Any) -> Iterator[None]:
+    """Detach every forward hook of the model's hook points inside the block, then restore them.
+
+    The KV-cache probe must see the bare model: a steering hook active around the first
+    ``generate()`` call (``with steered(...)``) acts differently on a cached and an uncached pass
+    (it steers "the last position"), which would fail the probe and memoise a wrong answer.
+    """
+    points = list(getattr(model, "hook_dict", {}).values())
+    saved = [(hp, dict(hp._forward_hooks)) for hp in points]
+    for hp, _ in saved:
+        hp._forward_hooks.clear()
+    try:
+        yield
+    finally:
+        for hp, hooks in saved:
+            hp._forward_hooks.clear()
+            hp._forward_hooks.update(hooks)
+
+
 def kv_cache_is_correct(model: Any, *, refresh: bool = False) -> bool:
     """Whether cached decoding reproduces uncached logits on ``model`` (probed once, memoised).
 
     The probe decodes the last two tokens of a short left-padded batch through the cache and
-    compares the logits with a full uncached pass (relative tolerance 1e-3 in float32).
+    compares the logits with a full uncached pass (relative tolerance 1e-3 in float32), with
+    any attached hooks suspended.
     """
     known = getattr(model, _KV_FLAG, None)
     if known is not None and not refresh:
         return bool(known)
+    with _hooks_suspended(model):
+        return _probe_kv_cache(model)
+
+
+def _probe_kv_cache(model: Any) -> bool:
     apply_bridge_patches()
     ids = model.tokenizer.encode("The capital of France is Paris and", add_special_tokens=False)
     ids = ids[:7]

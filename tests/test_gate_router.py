@@ -249,17 +249,22 @@ def test_sentences_and_the_sentences_view() -> None:
     ]  # the last MAX_SENTENCES
 
 
+def _route_by_view(edits: list[Edit], text: str, prompts: list[str]) -> list[int]:
+    """Route ``prompts`` by text over embedding gates that read the ``text`` view."""
+    cfg = GateConfig(kind="embedding", text=text, n_relations=0)
+    scopes = [fit_scope(e, cfg, features=FakeFeatures()) for e in edits]
+    router = ScopeRouter(
+        edits, scopes, model=SimpleNamespace(tokenizer=object()), embedder=FakeEmbedder()
+    )
+    return router.route_texts(prompts).tolist()
+
+
 def test_sentences_view_keeps_a_follow_up_quoting_the_fact_in_scope() -> None:
     edits = [fake_edit(s) for s in SUBJECTS[:2]]
     probe = f"{FAR} it rained. {edits[0].request.text} English? Really? Reconsider it."
     routes = {}
     for text in ("both", "sentences"):
-        cfg = GateConfig(kind="embedding", text=text, n_relations=0)
-        scopes = [fit_scope(e, cfg, features=FakeFeatures()) for e in edits]
-        router = ScopeRouter(
-            edits, scopes, model=SimpleNamespace(tokenizer=object()), embedder=FakeEmbedder()
-        )
-        routes[text] = router.route_texts([probe]).tolist()
+        routes[text] = _route_by_view(edits, text, [probe])
     assert routes == {"both": [-1], "sentences": [0]}
 
 
@@ -284,12 +289,7 @@ def test_quotes_view_keeps_a_follow_up_quoting_the_prompt_early_in_scope() -> No
     probe = f"{FAR} recall '{edits[0].request.text}'. {filler} Give the correct answer:"
     routes = {}
     for text in ("sentences", "quotes"):
-        cfg = GateConfig(kind="embedding", text=text, n_relations=0)
-        scopes = [fit_scope(e, cfg, features=FakeFeatures()) for e in edits]
-        router = ScopeRouter(
-            edits, scopes, model=SimpleNamespace(tokenizer=object()), embedder=FakeEmbedder()
-        )
-        routes[text] = router.route_texts([probe, edits[1].request.text]).tolist()
+        routes[text] = _route_by_view(edits, text, [probe, edits[1].request.text])
     assert routes["quotes"] == [0, 1] and routes["sentences"][0] != 0
 
 

@@ -36,15 +36,72 @@ def metrics(probes, **kw):
 def test_greedy_first_token_metrics() -> None:
     probes = [
         probe("edit", " English"),
-        probe("paraphrase", " Eng", index=0),  # a prefix counts
-        probe("paraphrase", " E", index=1),  # so does a one-letter prefix (the paper's rule)
+        probe("paraphrase", " English", index=0),
+        probe("paraphrase", " E", index=1),  # a bare prefix of a word does not count
         probe("paraphrase", " the", index=2),
         probe("paraphrase", "English", index=3),
+        probe("generation_prompt", " English", index=4),  # auxiliary, reported apart
+        probe("generation_prompt", " a", index=5),
     ]
     m = metrics(probes)
     assert m["efficacy"] == 1.0
-    assert m["generalisation"] == 0.75
+    assert m["paraphrase"] == 0.5
+    assert m["generation_prompt"] == 0.5
     assert metrics([probe("edit", " French")])["efficacy"] == 0.0
+    # the object's own first token counts when the tokenizer splits the word
+    first = ProbeResult("edit", "p", " H", "HBO", "CBS", expected_first=" H")
+    assert metrics([first])["efficacy"] == 1.0
+    assert metrics([probe("edit", " a", exp="actor")])["efficacy"] == 0.0
+
+
+def _local(kind: str, unchanged: bool, gen: bool, kl: float, fired: bool, relation=None):
+    return ProbeResult(
+        kind,
+        f"{kind} prompt",
+        " x",
+        fired=fired,
+        own=False,
+        relation=relation,
+        unchanged=unchanged,
+        gen_unchanged=gen,
+        kl=kl,
+    )
+
+
+def test_locality_scores_a_leaking_edit_low_and_a_clean_one_high() -> None:
+    leaking = [
+        _local("relation", False, False, 2.0, True, "P19"),
+        _local("relation", False, False, 3.0, True, "P106"),
+        _local("relation", True, False, 0.5, True, "P140"),
+        _local("relation", False, False, 1.5, True, "P27"),
+        _local("text", True, True, 0.0, False),
+        probe("neighbourhood", " x", exp=OLD, comp=NEW, fired=True, own=False),
+    ]
+    # the neighbourhood row also carries locality outcomes
+    leaking[-1] = ProbeResult(
+        "neighbourhood",
+        "n",
+        " English",
+        OLD,
+        NEW,
+        fired=True,
+        own=False,
+        unchanged=False,
+        gen_unchanged=False,
+        kl=4.0,
+    )
+    m = metrics(leaking)
+    assert m["locality_relation"] == 0.25 and m["locality_relation_gen"] == 0.0
+    assert m["locality_relation_kl"] == pytest.approx(1.75)
+    assert m["locality_neighbour"] == 0.0 and m["locality_neighbour_kl"] == 4.0
+    assert m["locality_text"] == 1.0 and m["locality_text_kl"] == 0.0
+    assert m["gate_fpr_relation"] == 1.0 and m["gate_fpr_neighbour"] == 1.0
+    assert m["gate_fpr_text"] == 0.0
+    clean = [_local("relation", True, True, 0.0, False, r) for r in ("P19", "P106", "P140")]
+    c = metrics(clean)
+    assert c["locality_relation"] == 1.0 and c["locality_relation_gen"] == 1.0
+    assert c["locality_relation_kl"] == 0.0 and c["gate_fpr_relation"] == 0.0
+    assert c["locality_neighbour"] is None  # no neighbourhood rows: not measured
 
 
 def test_specificity_with_and_without_the_paper_filter() -> None:
@@ -63,7 +120,6 @@ def test_specificity_with_and_without_the_paper_filter() -> None:
     ]
     m = metrics(edited, unedited_neighbourhood=unedited)
     assert m["specificity"] == 0.5  # 1 of the 2 kept
-    assert m["specificity_unfiltered"] == 0.5  # 2 of 4
     none_kept = metrics(edited, unedited_neighbourhood=[unedited[3]] * 4)
     assert none_kept["specificity"] is None  # not measurable, excluded from the mean
     with pytest.raises(ValueError, match="same order"):
@@ -79,11 +135,9 @@ def test_probability_metrics_and_margins() -> None:
         probe("neighbourhood", "x", lp=(lp(0.4), lp(0.1)), exp=OLD, comp=NEW),
     ]
     m = metrics(probes)
-    assert m["efficacy_prob"] == 1.0 and m["generalisation_prob"] == 0.5
+    assert m["efficacy_prob"] == 1.0 and m["paraphrase_prob"] == 0.5
     assert m["specificity_prob"] == 1.0
     assert m["efficacy_margin"] == pytest.approx(0.5)
-    assert m["generalisation_margin"] == pytest.approx(((0.2 - 0.3) + (0.5 - 0.1)) / 2)
-    assert m["specificity_margin"] == pytest.approx(0.3)
 
 
 def test_multi_token_log_probability_is_the_sum_over_tokens() -> None:
@@ -115,35 +169,50 @@ def test_robustness_metrics() -> None:
     probes = [
         probe("doubt", " English", index=1, lp=(-1.0, -2.0)),
         probe("doubt", " French", index=0, lp=(-3.0, -2.0)),
-        probe("long_context", " Eng", lp=(-1.0, -2.0)),
+        probe("long_context", " English", lp=(-1.0, -2.0)),
         probe("implication", " London", exp="London", comp="Paris", lp=(-1.0, -3.0)),
+        probe("implication", " English", exp="London", comp="Paris", lp=(-3.0, -1.0), index=1),
+        # an implied answer that starts with the new object is left out of the new-object rate
+        probe("implication", " English", exp="English Channel", comp="Paris", index=2),
     ]
     m = metrics(probes)
     assert (m["doubt_1"], m["doubt_2"]) == (0.0, 1.0)  # sorted by index
     assert m["doubt_prob"] == 0.5
     assert m["long_context"] == 1.0 and m["long_context_prob"] == 1.0
-    assert m["implication"] == 1.0 and m["implication_prob"] == 1.0
+    assert m["implication"] == pytest.approx(2 / 3) and m["implication_prob"] == 0.5
+    assert m["implication_new_object"] == 0.5  # 1 of the 2 scored probes says " English"
     assert metrics([probe("edit", "x")])["implication"] is None  # no implication probes
 
 
-def test_side_effects_and_gate_rates() -> None:
+def test_fluency_and_gate_rates() -> None:
     probes = [
         probe("edit", "x", fired=True, own=True),
         probe("paraphrase", "x", fired=True, own=False),  # another edit fired (all mode)
         probe("neighbourhood", "x", fired=True, own=False, exp=OLD, comp=NEW),
         probe("neighbourhood", "x", fired=False, own=False, exp=OLD, comp=NEW, index=1),
-        probe("unrelated", "x", fired=False, own=False, exp=None, comp=None),
-        probe("neutral", "x", fired=False, own=False, exp=None, comp=None),
+        probe("text", "x", fired=False, own=False, exp=None, comp=None),
+        probe("passage", "x", fired=True, own=True, exp=None, comp=None),
     ]
-    side = SideEffects(ppl_edited=12.0, ppl_unedited=10.0, entropy_edited=3.0, entropy_unedited=3.5)
-    m = metrics(probes, side_effects=side)
-    assert m["ppl_change"] == pytest.approx(0.2)
-    assert m["entropy_change"] == pytest.approx(-0.5)
-    assert m["gate_fpr"] == 0.25 and m["gate_fpr_neighbourhood"] == 0.5
+    side = SideEffects(
+        entropy_edited=3.0,
+        entropy_unedited=3.5,
+        gen_ppl_edited=12.0,
+        gen_ppl_unedited=10.0,
+        passage_ppl_edited=30.0,
+        passage_ppl_unedited=20.0,
+    )
+    m = metrics(probes, side_effects=side, other_edits_active=True)
+    assert m["fluency_entropy_change"] == pytest.approx(-0.5)
+    assert m["fluency_ppl_change"] == pytest.approx(0.2)
+    assert m["passage_ppl_change"] == pytest.approx(0.5)
+    assert m["gate_fpr_neighbour"] == 0.5 and m["gate_fpr_text"] == 0.0
+    assert m["gate_fpr_passage"] == 1.0
+    assert m["gate_fpr_other_edits"] == 0.5  # the paraphrase went to another edit
     assert m["gate_tpr"] == 0.5
     assert m["edit_applied"] == 1.0
+    assert metrics(probes)["gate_fpr_other_edits"] is None  # single mode: not measurable
     ungated = metrics([probe("edit", "x")], edit_applied=False)
-    assert ungated["gate_fpr"] is None and ungated["edit_applied"] == 0.0
+    assert ungated["gate_fpr_relation"] is None and ungated["edit_applied"] == 0.0
     assert list(m) == list(METRICS)
 
 

@@ -61,7 +61,7 @@ def few_paraphrases(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def small_config(data: Path, *, long_contexts: int = 1, **kw) -> EvalConfig:
-    suite = SuiteConfig(long_contexts=long_contexts, implications=0, unrelated=1)
+    suite = SuiteConfig(long_contexts=long_contexts, implications=0, relations=2, texts=1)
     return EvalConfig(data=str(data), max_new_tokens=6, n_boot=200, suite=suite, **kw)
 
 

@@ -1,6 +1,7 @@
 """Analysis figures: activation distributions, transport displacement, gate calibration, layer
-sweeps and registry overviews — plotly figures (never shown), one shared template — plus
-analysis pages (self-contained HTML, docs pages) and an interactive Jupyter explorer.
+sweeps, registry overviews, evaluation runs compared — plotly figures (never shown), one shared
+template — plus analysis pages (self-contained HTML, docs pages) and an interactive Jupyter
+explorer.
 
 Every figure function returns a ``plotly.graph_objects.Figure`` drawn with the ``"sake_lens"``
 template (:mod:`~sake_lens.analysis.theme`): source blue, target orange, transported green,
@@ -11,6 +12,10 @@ from .calibration import RocCurve as RocCurve
 from .calibration import best_threshold as best_threshold
 from .calibration import plot_gate_calibration as plot_gate_calibration
 from .calibration import roc_curve as roc_curve
+from .compare import Comparison as Comparison
+from .compare import compare_runs as compare_runs
+from .compare import load_run as load_run
+from .compare import plot_comparison as plot_comparison
 from .displacement import LogitLens as LogitLens
 from .displacement import displacement_norms as displacement_norms
 from .displacement import logit_lens as logit_lens
@@ -73,4 +78,8 @@ __all__ = [
     "publish_page",
     "add_to_nav",
     "Explorer",
+    "Comparison",
+    "load_run",
+    "compare_runs",
+    "plot_comparison",
 ]

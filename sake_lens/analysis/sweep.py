@@ -35,7 +35,7 @@ from ..collect.activations import collect_activations
 from ..errors import DistributionError, SakeLensError, SiteError
 from ..model.loading import model_id as get_model_id
 from ..model.sites import FINAL_SITE, Site, resolve_site
-from ..model.tokens import bos_convention, starts_object
+from ..model.tokens import bos_convention, object_first_token, starts_object
 from ..prompts.distributions import build_prompt_sets, prompts_hash
 from ..prompts.request import EditRequest
 from ..prompts.text import comparison_keys, split_noisy_prefix
@@ -240,7 +240,10 @@ def layer_sweep(
     decoded = [model.tokenizer.decode([int(t)]) for t in acts.predictions]
     prompts.target_predictions = decoded[n_src:]
     if config.distributions.validate_targets:
-        prompts.kept = [starts_object(t, request.new) for t in prompts.target_predictions]
+        first_new = object_first_token(model.tokenizer, request.new)
+        prompts.kept = [
+            starts_object(t, request.new, first_token=first_new) for t in prompts.target_predictions
+        ]
     else:
         prompts.kept = [True] * len(prompts.target)
     n_kept = sum(prompts.kept)
@@ -309,6 +312,7 @@ def layer_sweep(
     t_eval = time.perf_counter()
 
     decode = model.tokenizer.decode
+    first_new = object_first_token(model.tokenizer, request.new)
     i_held = slice(1, 1 + len(held))
     i_near = slice(1 + len(held), len(eval_prompts))
 
@@ -319,7 +323,7 @@ def layer_sweep(
     results = []
     for edit, out, (w2, w2_rel) in zip(edits, outs, geometry):
         tokens = texts(out)
-        said_new = [starts_object(t, request.new) for t in tokens]
+        said_new = [starts_object(t, request.new, first_token=first_new) for t in tokens]
         on_topic = slice(0, 1 + len(held))
         diag = edit.map.diagnostics()
         results.append(
@@ -347,7 +351,7 @@ def layer_sweep(
             )
         )
     best = min(results, key=rank_key)
-    said_new_base = [starts_object(t, request.new) for t in base_text]
+    said_new_base = [starts_object(t, request.new, first_token=first_new) for t in base_text]
     baseline = {
         "efficacy": float(said_new_base[0]),
         "generalisation": _rate(said_new_base[i_held]),

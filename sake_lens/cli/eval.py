@@ -13,26 +13,23 @@ from typing import Any
 
 from .common import add_model_args, load_from_args, markdown_table, print_json
 
-#: Metrics shown in the table by default (every metric is in the JSON).
-SUMMARY_METRICS = (
-    "efficacy",
-    "generalisation",
-    "specificity",
-    "specificity_unfiltered",
-    "efficacy_prob",
-    "generalisation_prob",
-    "specificity_prob",
-    "generation",
-    "doubt_1",
-    "doubt_2",
-    "long_context",
-    "implication",
-    "ppl_change",
-    "entropy_change",
-    "gate_fpr",
-    "gate_tpr",
-    "edit_applied",
-)
+
+def _records_range(text: str) -> tuple[int, int]:
+    """``A:B`` -> (A, B) for ``--records`` (argparse type)."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected START:STOP (0-based positions, half-open), e.g. 2000:2200; got {text!r}"
+        ) from None
+    if not 0 <= start < stop:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 <= START < STOP, got {text!r} (e.g. 2000:2200)"
+        )
+    return start, stop
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "resumes from the file.",
     )
     p.add_argument("--data", required=True, metavar="PATH", help="CounterFact JSON or a YAML list")
-    p.add_argument("--n", type=int, default=None, help="first N valid records (default: all)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--n", type=int, default=None, help="first N valid records (default: all)")
+    which.add_argument(
+        "--records",
+        type=_records_range,
+        default=None,
+        metavar="A:B",
+        help="the records at positions A to B-1 of the data file (0-based, half-open)",
+    )
     p.add_argument("--method", choices=METHODS, default="sake")
     p.add_argument(
         "--mode", choices=MODES, default="single", help="each edit alone, or all at once"
@@ -58,7 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=8, help="records fitted and scored together")
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
     p.add_argument("--no-generation", action="store_true", help="skip the 20-token generations")
-    p.add_argument("--all-metrics", action="store_true", help="show every metric in the table")
+    p.add_argument(
+        "--breakdown", action="store_true", help="also show same-subject locality per relation"
+    )
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ab = p.add_argument_group(
@@ -118,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return EvalConfig(
         data=args.data,
         n=args.n,
+        records=args.records,
         method=args.method,
         mode=args.mode,
         seed=args.seed,
@@ -129,7 +137,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate.runner import results_table, run_evaluation
+    from ..evaluate.runner import run_evaluation
 
     try:
         config = config_from_args(args)
@@ -142,15 +150,34 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"config": result["config"], "aggregates": result["aggregates"]})
         return 0
-    metrics = None if args.all_metrics else SUMMARY_METRICS
+    from ..evaluate.runner import results_table
+
     failed = result["n_edit_failed"]
+    sel = config.records
+    which = f"records {sel[0]}:{sel[1]}" if sel else f"{len(result['records'])} records"
     print(
-        f"{config.method} ({config.mode} mode), {len(result['records'])} records of "
-        f"{config.data}" + (f", {failed} edits failed (scored unedited)" if failed else "")
+        f"{config.method} ({config.mode} mode), {which} of {config.data} "
+        f"({len(result['records'])} evaluated)"
+        + (f", {failed} edits failed (scored unedited)" if failed else "")
     )
     if result["data"]["errors"]:
         print(f"{len(result['data']['errors'])} bad records skipped; see the JSON's data.errors")
-    print(markdown_table(["metric", "mean", "95% CI", "n"], results_table(result, metrics)))
+    for group, names in result["metric_groups"].items():
+        rows = results_table(result, names)
+        if group == "cost":
+            t = result["timings"]
+            rows.append(["fit s / record", f"{t['mean_fit_s']:.2f}", "", len(result["records"])])
+            rows.append(["eval s / record", f"{t['mean_eval_s']:.2f}", "", len(result["records"])])
+        print(f"\n{group}\n")
+        print(markdown_table(["metric", "mean", "95% CI", "n"], rows))
+    if args.breakdown:
+        for name, groups in result["breakdowns"].items():
+            rows = [
+                [key, *results_table({"aggregates": aggs}, ["locality_relation"])[0][1:]]
+                for key, aggs in groups.items()
+            ]
+            print(f"\n{name.replace('_', ' ')} (next token unchanged)\n")
+            print(markdown_table(["relation", "mean", "95% CI", "n"], rows))
     if args.out:
-        print(f"written to {args.out}")
+        print(f"\nwritten to {args.out}")
     return 0

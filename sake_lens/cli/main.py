@@ -23,6 +23,8 @@ _COMMAND_MODULES = (
     "edit",
     "edits",
     "eval",
+    "known_facts",
+    "compare",
     "generate",
     "sweep",
     "report",

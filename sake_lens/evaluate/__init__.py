@@ -4,12 +4,17 @@
 alone, the paper's protocol; ``all``: every edit at once) and writes a resumable JSON file with
 every per-record outcome and bootstrap-interval aggregates; ``sake-lens eval`` is its command
 line. See :mod:`sake_lens.evaluate.metrics` for the exact definition of every metric.
+:func:`build_known_facts` (``sake-lens known-facts``) keeps the records and neighbourhood
+prompts a model itself knows, for measuring specificity on facts the model has.
 """
 
 from .data import EvalRecord as EvalRecord
 from .data import LoadResult as LoadResult
 from .data import load_records as load_records
 from .data import parse_record as parse_record
+from .known_facts import KnownFactsConfig as KnownFactsConfig
+from .known_facts import build_known_facts as build_known_facts
+from .known_facts import check_known_facts_model as check_known_facts_model
 from .methods import IN_CONTEXT_PREFIX as IN_CONTEXT_PREFIX
 from .methods import METHODS as METHODS
 from .methods import MODES as MODES
@@ -34,6 +39,9 @@ __all__ = [
     "LoadResult",
     "load_records",
     "parse_record",
+    "KnownFactsConfig",
+    "build_known_facts",
+    "check_known_facts_model",
     "METHODS",
     "MODES",
     "IN_CONTEXT_PREFIX",

@@ -287,10 +287,11 @@ def _read_raw(path: Path) -> list[Any]:
     return data
 
 
-def iter_records(raw: Iterable[Any], errors: list[str]) -> Iterable[EvalRecord]:
-    """Parse records one by one, appending a message to ``errors`` for each bad one."""
+def iter_records(raw: Iterable[Any], errors: list[str], *, offset: int = 0) -> Iterable[EvalRecord]:
+    """Parse records one by one, appending a message to ``errors`` for each bad one
+    (positions in messages count from ``offset``)."""
     seen: set[str] = set()
-    for position, item in enumerate(raw):
+    for position, item in enumerate(raw, start=offset):
         try:
             record = parse_record(item, position)
             if record.case_id in seen:
@@ -306,25 +307,41 @@ def iter_records(raw: Iterable[Any], errors: list[str]) -> Iterable[EvalRecord]:
         yield record
 
 
-def load_records(path: str | Path, *, n: int | None = None) -> LoadResult:
-    """Read evaluation records from ``path``, keeping the first ``n`` valid ones in file order.
+def load_records(
+    path: str | Path, *, n: int | None = None, records: tuple[int, int] | None = None
+) -> LoadResult:
+    """Read evaluation records from ``path``: the first ``n`` valid ones in file order, or the
+    valid ones at positions ``records = (start, stop)`` of the file (0-based, half-open).
 
     Bad records are skipped with a message each in :attr:`LoadResult.errors` (only those met
     before the ``n``-th valid record). The file's SHA-256 is recorded so that results can be
     tied to their data.
 
     Raises:
-        DataError: the file cannot be read or holds no list of records, or ``n < 1``.
+        DataError: the file cannot be read or holds no list of records, ``n < 1``, both ``n``
+            and ``records``, or a range outside the file.
     """
     if n is not None and n < 1:
         raise DataError(f"n must be >= 1 (or None for every record), got {n}.")
+    if n is not None and records is not None:
+        raise DataError("Give either --n or --records, not both.")
     path = Path(path)
     raw = _read_raw(path)
+    offset = 0
+    if records is not None:
+        start, stop = records
+        if not 0 <= start < stop or stop > len(raw):
+            raise DataError(
+                f"--records {start}:{stop} is outside {str(path)!r}, which holds {len(raw)} "
+                f"records (positions 0 to {len(raw) - 1}); choose start:stop with "
+                f"0 <= start < stop <= {len(raw)}."
+            )
+        raw, offset = raw[start:stop], start
     errors: list[str] = []
-    records: list[EvalRecord] = []
-    for record in iter_records(raw, errors):
-        records.append(record)
-        if n is not None and len(records) >= n:
+    kept: list[EvalRecord] = []
+    for record in iter_records(raw, errors, offset=offset):
+        kept.append(record)
+        if n is not None and len(kept) >= n:
             break
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return LoadResult(records, errors, str(path), digest)
+    return LoadResult(kept, errors, str(path), digest)

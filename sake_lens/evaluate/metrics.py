@@ -1,38 +1,54 @@
 r"""Evaluation metrics: per record from probe outcomes, then aggregated with bootstrap intervals.
 
 Every metric of a record is a number in a fixed range or ``None`` (not measurable for that
-record, e.g. no neighbourhood prompt passed the paper's filter); aggregates average the records
-where it is defined, so each record weighs the same whatever its number of probes (as in ROME).
+record, e.g. no rephrase prompt of the record is a real paraphrase); aggregates average the
+records where it is defined, so each record weighs the same whatever its number of probes (as
+in ROME), and intervals are bootstrapped by record.
 
 **Greedy first-token metrics (the SAKE paper).** A probe succeeds when the model's greedy next
-token *starts* the expected object (:func:`~sake_lens.model.tokens.starts_object`):
-``efficacy`` on the edit prompt (new object), ``generalisation`` on paraphrases (new object),
-``specificity`` on neighbourhood prompts (their true object) — the paper's version counts only
-the neighbourhood prompts the *unedited* model already gets right, ``specificity_unfiltered``
-all of them.
+token *starts* the expected object, covering a whole word of it or being exactly its first
+token (:func:`~sake_lens.model.tokens.starts_object`): ``efficacy`` on the edit prompt,
+``paraphrase`` on the rephrase prompts that are real paraphrases of the edited relation (the
+headline generalisation), ``generation_prompt`` on CounterFact's generation prompts (auxiliary:
+the new object is often not a correct continuation there, so a high value may only mean the
+edit blurts its object).
 
 **Probability metrics (ROME).** With $\log P(o \mid p)$ the log-probability of the whole object
-$o$ after prompt $p$ — the sum of its tokens' log-probabilities under teacher forcing, so
-multi-token objects count in full — ``*_prob`` is the fraction of prompts with
-$P(\text{new}) > P(\text{old})$ (neighbourhood: $P(\text{true}) > P(\text{new})$), and
-``*_margin`` the mean of $P(\text{new}) - P(\text{old})$ (neighbourhood:
-$P(\text{true}) - P(\text{new})$).
+$o$ after prompt $p$ (teacher forcing, all its tokens), ``*_prob`` is the fraction of prompts
+with $P(\text{new}) > P(\text{old})$ (neighbourhood: $P(\text{true}) > P(\text{new})$) and
+``efficacy_margin`` the mean of $P(\text{new}) - P(\text{old})$.
 
-**Generation.** Greedy continuations (20 tokens) of the edit prompt and the paraphrases:
+**Generation.** Greedy continuations (20 tokens) of the edit prompt and the rephrase prompts:
 ``generation_new`` — the whole new object appears (as a word, case-insensitive, the subject's
 own words masked); ``generation_no_old`` — the old object does not; ``generation`` — both.
 
-**Robustness.** ``doubt_1``/``doubt_2``: greedy success after each doubt follow-up;
-``long_context``: after >= 200 unrelated tokens; ``implication``: logical-implication probes
-(expected answer of the new fact); each with a ``*_prob`` twin.
+**Locality against the unedited model** (:mod:`.locality`). For the same subject through other
+relations (``locality_relation``), CounterFact's neighbourhood prompts (``locality_neighbour``)
+and unrelated prompts (``locality_text``): the next token unchanged, the 8-token greedy
+continuation unchanged (``*_gen``), and the mean $\mathrm{KL}(p_\text{unedited} \| p_\text{edited})$
+of the next-token distribution (``*_kl``, nats). ``specificity`` is the paper's: neighbourhood
+prompts the unedited model gets right, still right (on a known-fact set, most of them).
 
-**Side effects.** ``ppl_change``: perplexity of a fixed neutral text with the edit over without,
-minus one; ``entropy_change``: mean n-gram entropy (bits, ROME's weighted bi-/tri-gram mix) of
-generations on unrelated prompts, with minus without; ``gate_fpr``: fraction of out-of-scope
-prompts (neighbourhood, unrelated, the neutral text) where the edit was applied;
-``gate_fpr_neighbourhood`` the same on neighbourhood prompts only; ``gate_tpr``: fraction of
-the edit and paraphrase prompts where the record's own edit was applied; ``edit_applied``: 1 if
-the edit could be fitted (records whose edit failed are scored unedited).
+**Fluency.** ``fluency_entropy_change``: ROME's n-gram entropy (bits) of the 20-token
+generations from the in-scope prompts, edited minus unedited; ``fluency_ppl_change``: their
+perplexity under the unedited model (after the first generated token, which the edit is meant
+to change), edited over unedited, minus one; ``passage_ppl_change``: the edited model's
+perplexity on passages that name the subject (where gates fire), over the unedited model's,
+minus one.
+
+**Robustness.** ``doubt_1``/``doubt_2``: greedy success after each doubt follow-up;
+``long_context``: after >= 200 unrelated tokens; each with a ``*_prob`` twin.
+
+**Implications.** ``implication`` / ``implication_prob``: two-hop probes, expected answer of the
+new fact; ``implication_new_object``: how often the greedy token is the new object itself where
+the implied answer is wanted (probes whose implied answer starts with the new object are left
+out).
+
+**Gates**, by kind of prompt: ``gate_tpr`` — the record's own edit applied on the edit prompt
+and its real paraphrases; ``gate_fpr_relation`` / ``_neighbour`` / ``_text`` / ``_passage`` —
+an edit applied on the locality probes of each kind; ``gate_fpr_other_edits`` — another
+record's edit applied on this record's in-scope prompts (``all`` mode only). ``edit_applied``:
+1 if the edit could be fitted (records whose edit failed are scored unedited).
 """
 
 from __future__ import annotations
@@ -54,7 +70,10 @@ __all__ = [
     "PROBE_KINDS",
     "IN_SCOPE_KINDS",
     "OUT_OF_SCOPE_KINDS",
+    "LOCALITY_KINDS",
     "METRICS",
+    "METRIC_GROUPS",
+    "UNSCALED_METRICS",
     "ProbeResult",
     "SideEffects",
     "record_metrics",
@@ -68,33 +87,48 @@ __all__ = [
 PROBE_KINDS = (
     "edit",
     "paraphrase",
+    "generation_prompt",
     "neighbourhood",
+    "relation",
+    "text",
+    "passage",
     "doubt",
     "long_context",
     "implication",
-    "unrelated",
-    "neutral",
 )
 #: Probes where the edit should apply.
 IN_SCOPE_KINDS = ("edit", "paraphrase")
-#: Probes where it should not.
-OUT_OF_SCOPE_KINDS = ("neighbourhood", "unrelated", "neutral")
+#: Probes where it should not (compared with the unedited model).
+OUT_OF_SCOPE_KINDS = ("relation", "neighbourhood", "text", "passage")
+#: The locality probe kinds and their metric names.
+LOCALITY_KINDS = {"relation": "relation", "neighbourhood": "neighbour", "text": "text"}
 
 #: Every metric :func:`record_metrics` returns, in table order, with a one-line description.
 METRICS: dict[str, str] = {
     "efficacy": "edit prompt: greedy token starts the new object",
-    "generalisation": "paraphrases: greedy token starts the new object",
-    "specificity": "neighbourhood prompts the unedited model gets right: still right",
-    "specificity_unfiltered": "all neighbourhood prompts: greedy token starts the true object",
     "efficacy_prob": "edit prompt: P(new) > P(old)",
-    "generalisation_prob": "paraphrases: P(new) > P(old)",
-    "specificity_prob": "neighbourhood: P(true) > P(new)",
     "efficacy_margin": "edit prompt: P(new) - P(old)",
-    "generalisation_margin": "paraphrases: P(new) - P(old)",
-    "specificity_margin": "neighbourhood: P(true) - P(new)",
+    "paraphrase": "real paraphrases of the edited relation: greedy token starts the new object",
+    "paraphrase_prob": "real paraphrases: P(new) > P(old)",
+    "generation_prompt": "(auxiliary) CounterFact generation prompts: greedy token starts new",
+    "generation_prompt_prob": "(auxiliary) CounterFact generation prompts: P(new) > P(old)",
     "generation": "greedy 20 tokens contain the new object and not the old",
     "generation_new": "greedy 20 tokens contain the new object",
     "generation_no_old": "greedy 20 tokens do not contain the old object",
+    "locality_relation": "same subject, other relations: next token unchanged",
+    "locality_relation_gen": "same subject, other relations: 8-token continuation unchanged",
+    "locality_relation_kl": "same subject, other relations: KL(unedited || edited), nats",
+    "locality_neighbour": "neighbourhood prompts: next token unchanged",
+    "locality_neighbour_gen": "neighbourhood prompts: 8-token continuation unchanged",
+    "locality_neighbour_kl": "neighbourhood prompts: KL(unedited || edited), nats",
+    "locality_text": "unrelated prompts: next token unchanged",
+    "locality_text_gen": "unrelated prompts: 8-token continuation unchanged",
+    "locality_text_kl": "unrelated prompts: KL(unedited || edited), nats",
+    "specificity": "neighbourhood prompts the unedited model gets right: still right",
+    "specificity_prob": "neighbourhood: P(true) > P(new)",
+    "fluency_entropy_change": "n-gram entropy of 20-token in-scope generations, edited - unedited",
+    "fluency_ppl_change": "perplexity (unedited judge) of in-scope generations, edited/unedited - 1",
+    "passage_ppl_change": "perplexity of passages naming the subject, edited/unedited - 1",
     "doubt_1": "after doubt follow-up 1: greedy token starts the new object",
     "doubt_2": "after doubt follow-up 2: greedy token starts the new object",
     "doubt_prob": "after the doubt follow-ups: P(new) > P(old)",
@@ -102,13 +136,57 @@ METRICS: dict[str, str] = {
     "long_context_prob": "after >= 200 unrelated tokens: P(new) > P(old)",
     "implication": "implication probes: greedy token starts the implied new answer",
     "implication_prob": "implication probes: P(implied new) > P(implied old)",
-    "ppl_change": "perplexity of a neutral text, edited / unedited - 1",
-    "entropy_change": "n-gram entropy of generations on unrelated prompts, edited - unedited",
-    "gate_fpr": "edit applied on out-of-scope prompts (neighbourhood, unrelated, neutral)",
-    "gate_fpr_neighbourhood": "edit applied on neighbourhood prompts",
+    "implication_new_object": "implication probes: greedy token starts the new object itself",
     "gate_tpr": "the record's own edit applied on the edit prompt and paraphrases",
+    "gate_fpr_relation": "an edit applied on same-subject/other-relation prompts",
+    "gate_fpr_neighbour": "an edit applied on neighbourhood prompts",
+    "gate_fpr_other_edits": "another record's edit applied on this record's in-scope prompts",
+    "gate_fpr_text": "an edit applied on unrelated prompts",
+    "gate_fpr_passage": "an edit applied on passages naming the subject",
     "edit_applied": "the edit could be fitted",
 }
+
+#: Metric families, in report order (``sake-lens compare`` groups its tables by them).
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "efficacy": ("efficacy", "efficacy_prob", "efficacy_margin"),
+    "generalisation": (
+        "paraphrase",
+        "paraphrase_prob",
+        "generation_prompt",
+        "generation_prompt_prob",
+        "generation",
+        "generation_new",
+        "generation_no_old",
+    ),
+    "locality": (
+        "locality_relation",
+        "locality_relation_gen",
+        "locality_relation_kl",
+        "locality_neighbour",
+        "locality_neighbour_gen",
+        "locality_neighbour_kl",
+        "locality_text",
+        "locality_text_gen",
+        "locality_text_kl",
+        "specificity",
+        "specificity_prob",
+    ),
+    "fluency": ("fluency_entropy_change", "fluency_ppl_change", "passage_ppl_change"),
+    "robustness": ("doubt_1", "doubt_2", "doubt_prob", "long_context", "long_context_prob"),
+    "implications": ("implication", "implication_prob", "implication_new_object"),
+    "gates": (
+        "gate_tpr",
+        "gate_fpr_relation",
+        "gate_fpr_neighbour",
+        "gate_fpr_other_edits",
+        "gate_fpr_text",
+        "gate_fpr_passage",
+    ),
+    "cost": ("edit_applied",),
+}
+
+#: Metrics that are not rates in [0, 1] (shown as numbers, not percentages).
+UNSCALED_METRICS = frozenset(m for m in METRICS if m.endswith(("_kl", "_change", "_margin")))
 
 
 @dataclass(frozen=True)
@@ -127,6 +205,11 @@ class ProbeResult:
             None when the method has no gate.
         own: whether the record's *own* edit was applied (None without a gate).
         index: the probe's number within its kind (doubt 0 and 1, ...).
+        expected_first: ``expected``'s first token as it follows the prompt (decoded).
+        relation: the probed relation (``relation`` rows).
+        unchanged: locality rows: the next token equals the unedited model's.
+        gen_unchanged: locality rows: the greedy continuation equals the unedited model's.
+        kl: locality rows: KL(unedited || edited) of the next-token distribution (nats).
     """
 
     kind: str
@@ -139,10 +222,17 @@ class ProbeResult:
     fired: bool | None = None
     own: bool | None = None
     index: int = 0
+    expected_first: str | None = None
+    relation: str | None = None
+    unchanged: bool | None = None
+    gen_unchanged: bool | None = None
+    kl: float | None = None
 
     @property
     def greedy_ok(self) -> bool:
-        return self.expected is not None and starts_object(self.greedy, self.expected)
+        return self.expected is not None and starts_object(
+            self.greedy, self.expected, first_token=self.expected_first
+        )
 
     @property
     def prob_ok(self) -> bool | None:
@@ -168,17 +258,31 @@ class ProbeResult:
             "lp_competitor": _round(self.lp_competitor),
             "fired": self.fired,
             "own": self.own,
+            **({"relation": self.relation} if self.relation is not None else {}),
+            **(
+                {
+                    "unchanged": self.unchanged,
+                    "gen_unchanged": self.gen_unchanged,
+                    "kl": _round(self.kl, 8),
+                }
+                if self.unchanged is not None
+                else {}
+            ),
         }
 
 
 @dataclass(frozen=True)
 class SideEffects:
-    """Side-effect measurements of one record (None where not measured)."""
+    """Fluency measurements of one record (None where not measured): means over the in-scope
+    generations (n-gram entropy, perplexity under the unedited model) and over the passages
+    (perplexity), with and without the edit."""
 
-    ppl_edited: float | None = None
-    ppl_unedited: float | None = None
     entropy_edited: float | None = None
     entropy_unedited: float | None = None
+    gen_ppl_edited: float | None = None
+    gen_ppl_unedited: float | None = None
+    passage_ppl_edited: float | None = None
+    passage_ppl_unedited: float | None = None
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
@@ -239,6 +343,14 @@ def _greedy_rate(probes: Sequence[ProbeResult]) -> float | None:
     return _mean([p.greedy_ok for p in probes])
 
 
+def _change(edited: float | None, unedited: float | None, ratio: bool) -> float | None:
+    if edited is None or unedited is None:
+        return None
+    if ratio:
+        return edited / unedited - 1.0 if unedited else None
+    return edited - unedited
+
+
 def record_metrics(
     probes: Sequence[ProbeResult],
     *,
@@ -249,26 +361,48 @@ def record_metrics(
     unedited_neighbourhood: Sequence[ProbeResult] = (),
     side_effects: SideEffects | None = None,
     edit_applied: bool = True,
+    new_first: str | None = None,
+    other_edits_active: bool = False,
 ) -> dict[str, float | None]:
     """Every metric of :data:`METRICS` for one record.
 
     Args:
-        probes: the record's probe outcomes with the treatment active.
+        probes: the record's probe outcomes with the treatment active (locality rows with
+            ``unchanged`` / ``gen_unchanged`` / ``kl`` filled in).
         subject, new, old: the edit (for the generation metrics).
-        generations: greedy continuations of the edit prompt and paraphrases.
+        generations: greedy continuations of the edit prompt and the rephrase prompts.
         unedited_neighbourhood: the neighbourhood probes scored on the unedited model, in the
             same order as the edited ones (for the paper's specificity filter).
-        side_effects: perplexity and entropy measurements.
+        side_effects: fluency measurements.
         edit_applied: False when the edit could not be fitted (the record is scored unedited).
+        new_first: the new object's first token (for ``implication_new_object``).
+        other_edits_active: other records' edits were active (``all`` mode): measure
+            ``gate_fpr_other_edits``.
     """
     by_kind: dict[str, list[ProbeResult]] = {k: [] for k in PROBE_KINDS}
     for p in probes:
         by_kind.setdefault(p.kind, []).append(p)
     edit, para, neigh = by_kind["edit"], by_kind["paraphrase"], by_kind["neighbourhood"]
+    gen_prompts = by_kind["generation_prompt"]
     doubts = sorted(by_kind["doubt"], key=lambda p: p.index)
     out: dict[str, float | None] = {}
     out["efficacy"] = _greedy_rate(edit)
-    out["generalisation"] = _greedy_rate(para)
+    out["efficacy_prob"] = _mean([p.prob_ok for p in edit])
+    out["efficacy_margin"] = _mean([p.margin for p in edit])
+    out["paraphrase"] = _greedy_rate(para)
+    out["paraphrase_prob"] = _mean([p.prob_ok for p in para])
+    out["generation_prompt"] = _greedy_rate(gen_prompts)
+    out["generation_prompt_prob"] = _mean([p.prob_ok for p in gen_prompts])
+    has_new = [contains_object(g, new, subject) for g in generations]
+    no_old = [not contains_object(g, old, subject) for g in generations]
+    out["generation"] = _mean([a and b for a, b in zip(has_new, no_old)])
+    out["generation_new"] = _mean(has_new)
+    out["generation_no_old"] = _mean(no_old)
+    for kind, name in LOCALITY_KINDS.items():
+        rows = by_kind[kind]
+        out[f"locality_{name}"] = _mean([p.unchanged for p in rows])
+        out[f"locality_{name}_gen"] = _mean([p.gen_unchanged for p in rows])
+        out[f"locality_{name}_kl"] = _mean([p.kl for p in rows])
     if unedited_neighbourhood and len(unedited_neighbourhood) != len(neigh):
         raise ValueError(
             f"{len(unedited_neighbourhood)} unedited neighbourhood outcomes for {len(neigh)} "
@@ -276,37 +410,42 @@ def record_metrics(
         )
     kept = [e for e, u in zip(neigh, unedited_neighbourhood) if u.greedy_ok]
     out["specificity"] = _greedy_rate(kept)
-    out["specificity_unfiltered"] = _greedy_rate(neigh)
-    for name, group in (("efficacy", edit), ("generalisation", para), ("specificity", neigh)):
-        out[f"{name}_prob"] = _mean([p.prob_ok for p in group])
-        out[f"{name}_margin"] = _mean([p.margin for p in group])
-    has_new = [contains_object(g, new, subject) for g in generations]
-    no_old = [not contains_object(g, old, subject) for g in generations]
-    out["generation"] = _mean([a and b for a, b in zip(has_new, no_old)])
-    out["generation_new"] = _mean(has_new)
-    out["generation_no_old"] = _mean(no_old)
+    out["specificity_prob"] = _mean([p.prob_ok for p in neigh])
+    side = side_effects or SideEffects()
+    out["fluency_entropy_change"] = _change(side.entropy_edited, side.entropy_unedited, False)
+    out["fluency_ppl_change"] = _change(side.gen_ppl_edited, side.gen_ppl_unedited, True)
+    out["passage_ppl_change"] = _change(side.passage_ppl_edited, side.passage_ppl_unedited, True)
     out["doubt_1"] = _greedy_rate(doubts[:1])
     out["doubt_2"] = _greedy_rate(doubts[1:2])
     out["doubt_prob"] = _mean([p.prob_ok for p in doubts])
     out["long_context"] = _greedy_rate(by_kind["long_context"])
     out["long_context_prob"] = _mean([p.prob_ok for p in by_kind["long_context"]])
-    out["implication"] = _greedy_rate(by_kind["implication"])
-    out["implication_prob"] = _mean([p.prob_ok for p in by_kind["implication"]])
-    side = side_effects or SideEffects()
-    out["ppl_change"] = (
-        side.ppl_edited / side.ppl_unedited - 1.0
-        if side.ppl_edited is not None and side.ppl_unedited
-        else None
+    implied = by_kind["implication"]
+    out["implication"] = _greedy_rate(implied)
+    out["implication_prob"] = _mean([p.prob_ok for p in implied])
+    out["implication_new_object"] = _mean(
+        [
+            starts_object(p.greedy, new, first_token=new_first)
+            for p in implied
+            if p.expected is not None
+            and not p.expected.strip().casefold().startswith(new.strip().casefold())
+        ]
     )
-    out["entropy_change"] = (
-        side.entropy_edited - side.entropy_unedited
-        if side.entropy_edited is not None and side.entropy_unedited is not None
-        else None
-    )
-    out_of_scope = [p for k in OUT_OF_SCOPE_KINDS for p in by_kind[k]]
-    out["gate_fpr"] = _mean([p.fired for p in out_of_scope])
-    out["gate_fpr_neighbourhood"] = _mean([p.fired for p in neigh])
     out["gate_tpr"] = _mean([p.own for k in IN_SCOPE_KINDS for p in by_kind[k]])
+    out["gate_fpr_relation"] = _mean([p.fired for p in by_kind["relation"]])
+    out["gate_fpr_neighbour"] = _mean([p.fired for p in neigh])
+    out["gate_fpr_text"] = _mean([p.fired for p in by_kind["text"]])
+    out["gate_fpr_passage"] = _mean([p.fired for p in by_kind["passage"]])
+    out["gate_fpr_other_edits"] = (
+        _mean(
+            [
+                None if p.fired is None else bool(p.fired and not p.own)
+                for p in (*edit, *para, *gen_prompts)
+            ]
+        )
+        if other_edits_active
+        else None
+    )
     out["edit_applied"] = 1.0 if edit_applied else 0.0
     return {k: _round(out[k]) for k in METRICS}
 

@@ -42,9 +42,11 @@ from tqdm.auto import tqdm
 from .._version import __version__, library_versions
 from ..errors import DataError
 from ..model.loading import model_id as get_model_id
-from ..model.tokens import bos_convention
+from ..model.tokens import bos_convention, object_first_token
+from ..prompts.relations import match_relation
 from ..steer.generation import generate
 from .data import EvalRecord, load_records
+from .locality import kl_divergence, locality_data
 from .methods import (
     METHODS,
     MODES,
@@ -55,24 +57,34 @@ from .methods import (
     method_description,
     prepare_treatment,
 )
-from .metrics import METRICS, ProbeResult, SideEffects, aggregate, ngram_entropy, record_metrics
-from .scoring import RowScore, ScoreRequest, score_rows
-from .suite import (
-    ProbeSpec,
-    SuiteConfig,
-    build_probes,
-    unrelated_prompts,
-    verified_table,
-    with_space,
+from .metrics import (
+    LOCALITY_KINDS,
+    METRIC_GROUPS,
+    METRICS,
+    OUT_OF_SCOPE_KINDS,
+    UNSCALED_METRICS,
+    ProbeResult,
+    SideEffects,
+    aggregate,
+    ngram_entropy,
+    record_metrics,
 )
-from .texts import NEUTRAL_TEXT, UNRELATED_PROMPTS, split_first_sentence
+from .scoring import RowScore, ScoreRequest, score_rows
+from .suite import ProbeSpec, SuiteConfig, build_probes, verified_table, with_space
 
-__all__ = ["EvalConfig", "run_evaluation", "results_table", "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "EvalConfig",
+    "run_evaluation",
+    "results_table",
+    "locality_breakdowns",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "sake-lens-eval"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,11 @@ class EvalConfig:
     """One evaluation run.
 
     Attributes:
-        data: the data file (CounterFact flat or ROME format, or a simple list; JSON/YAML).
+        data: the data file (CounterFact flat or ROME format, a simple list, or a known-fact
+            set made by ``sake-lens known-facts``; JSON/YAML).
         n: evaluate the first ``n`` valid records in file order (None: all).
+        records: ``(start, stop)``: evaluate the records at these 0-based positions of the
+            data file (half-open; exclusive with ``n``).
         method: one of :data:`~.methods.METHODS`.
         mode: ``single`` (each edit alone) or ``all`` (every edit at once).
         seed: drives the bootstrap and every sampled choice.
@@ -97,6 +112,7 @@ class EvalConfig:
 
     data: str
     n: int | None = None
+    records: tuple[int, int] | None = None
     method: str = "sake"
     mode: str = "single"
     seed: int = 0
@@ -115,6 +131,16 @@ class EvalConfig:
             raise ValueError(f"Unknown mode {self.mode!r}; allowed: {MODES}.")
         if self.n is not None and self.n < 1:
             raise ValueError(f"n must be >= 1 or None, got {self.n}.")
+        if self.records is not None:
+            if self.n is not None:
+                raise ValueError("Give either n or records (a range of positions), not both.")
+            start, stop = (int(x) for x in self.records)
+            if not 0 <= start < stop:
+                raise ValueError(
+                    f"records must be a non-empty range start:stop with 0 <= start < stop, "
+                    f"got {start}:{stop}."
+                )
+            object.__setattr__(self, "records", (start, stop))
         for name in ("chunk_size", "batch_size", "max_new_tokens", "n_boot"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -128,6 +154,7 @@ class EvalConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["suite"] = asdict(self.suite)
+        out["records"] = None if self.records is None else list(self.records)
         if self.overrides.empty:
             out.pop("overrides")  # older result files (and their hashes) stay resumable
         return out
@@ -137,6 +164,8 @@ class EvalConfig:
         data = dict(data)
         data["suite"] = SuiteConfig(**data.get("suite", {}))
         data["overrides"] = MethodOverrides(**data.get("overrides", {}))
+        if data.get("records") is not None:
+            data["records"] = tuple(data["records"])
         return cls(**data)
 
 
@@ -147,6 +176,7 @@ def _sha(obj: Any) -> str:
 def config_hash(config: EvalConfig, data_sha256: str, model: Any) -> str:
     """What must match for a rerun to reuse finished records (the data path may differ)."""
     settings = {k: v for k, v in config.to_dict().items() if k != "data"}
+    settings["locality_data"] = locality_data().version
     return _sha([settings, data_sha256, get_model_id(model), __version__])[:16]
 
 
@@ -198,6 +228,7 @@ def _generate(
     owners: Sequence[int],
     treatment: Treatment | None,
     config: EvalConfig,
+    max_new_tokens: int | None = None,
 ) -> list[str]:
     """Greedy continuations, batched by length, each batch with its row owners set."""
     if not prompts:
@@ -211,7 +242,10 @@ def _generate(
         if treatment is not None:
             treatment.before_batch([owners[i] for i in idx])
         texts = generate(
-            model, [prompts[i] for i in idx], max_new_tokens=config.max_new_tokens, fwd_hooks=hooks
+            model,
+            [prompts[i] for i in idx],
+            max_new_tokens=max_new_tokens or config.max_new_tokens,
+            fwd_hooks=hooks,
         )
         for i, t in zip(idx, texts):
             out[i] = t
@@ -220,57 +254,77 @@ def _generate(
 
 @dataclass
 class _Baseline:
-    neutral_ppl: float | None
-    unrelated: dict[str, str]
+    """What the unedited model does, computed once per run (and cached across chunks)."""
+
     table: Any
     neighbourhood: dict[tuple[str, tuple[str, ...]], RowScore] = field(default_factory=dict)
+    texts: dict[tuple[str, tuple[str, ...]], RowScore] = field(default_factory=dict)
+    text_generations: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "neutral_ppl": None if self.neutral_ppl is None else round(self.neutral_ppl, 6),
-            "unrelated_generations": self.unrelated,
-            "implication_table_rows": None if self.table is None else len(self.table.rows),
-        }
+        return {"implication_table_rows": None if self.table is None else len(self.table.rows)}
 
 
 def _baseline(model: Any, records: Sequence[EvalRecord], config: EvalConfig) -> _Baseline:
-    suite = config.suite
-    ppl = None
-    if suite.neutral:
-        first, rest = split_first_sentence(NEUTRAL_TEXT)
-        ppl = _ppl(score_rows(model, [ScoreRequest(first, (rest,))])[0])
-    unrelated: dict[str, str] = {}
-    if suite.unrelated and config.generation:
-        used = {p for r in records for p in unrelated_prompts(r, suite, config.seed)}
-        prompts = [p for p in UNRELATED_PROMPTS if p in used]
-        texts = _generate(model, prompts, [-1] * len(prompts), None, config)
-        unrelated = dict(zip(prompts, texts))
-    table = verified_table(model, records) if suite.implications else None
-    return _Baseline(ppl, unrelated, table)
+    table = verified_table(model, records) if config.suite.implications else None
+    return _Baseline(table)
 
 
 # ------------------------------------------------------------------------------ one chunk
 def _request_of(prompt: str, spec: ProbeSpec, owner: int) -> ScoreRequest:
+    if spec.kind == "passage":
+        assert spec.rest is not None
+        return ScoreRequest(prompt, (spec.rest,), owner)
+    keep = spec.kind in LOCALITY_KINDS
     if spec.expected is None or spec.competitor is None:
-        return ScoreRequest(prompt, (), owner)
+        return ScoreRequest(prompt, (), owner, keep_distribution=keep)
     conts = (with_space(prompt, spec.expected), with_space(prompt, spec.competitor))
-    return ScoreRequest(prompt, conts, owner)
+    return ScoreRequest(prompt, conts, owner, keep_distribution=keep)
 
 
-def _result(spec: ProbeSpec, prompt: str, score: RowScore, fired: Any) -> ProbeResult:
-    lp = score.logprobs
-    return ProbeResult(
-        kind=spec.kind,
-        prompt=prompt,
-        greedy=score.greedy,
-        expected=spec.expected,
-        competitor=spec.competitor,
-        lp_expected=lp[0] if lp else None,
-        lp_competitor=lp[1] if len(lp) > 1 else None,
-        fired=fired[0],
-        own=fired[1],
-        index=spec.index,
-    )
+def _split_first_token(tokenizer: Any, text: str) -> tuple[str, str] | None:
+    """``(first token, rest)`` of a generated text (None when nothing follows the first)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) < 2:
+        return None
+    rest = tokenizer.decode(ids[1:])
+    return (tokenizer.decode(ids[:1]), rest) if rest.strip() else None
+
+
+@dataclass
+class _Row:
+    record: int
+    spec: ProbeSpec
+    prefix: str
+    request: ScoreRequest
+    score: RowScore | None = None
+    fired: tuple[bool | None, bool | None] = (None, None)
+
+    @property
+    def text(self) -> str:
+        return self.request.prompt
+
+    @property
+    def changed(self) -> bool:
+        """Whether the model saw anything but the unedited run (a prefix, or an edit fired)."""
+        return bool(self.prefix) or bool(self.fired[0])
+
+
+def _unedited_scores(
+    model: Any,
+    keys: Sequence[tuple[str, tuple[str, ...]]],
+    cache: dict[tuple[str, tuple[str, ...]], RowScore],
+    config: EvalConfig,
+) -> None:
+    """Score ``keys`` (prompt, continuations) on the unedited model into ``cache``."""
+    missing = list(dict.fromkeys(k for k in keys if k not in cache))
+    if missing:
+        fresh = score_rows(
+            model,
+            [ScoreRequest(p, c, keep_distribution=True) for p, c in missing],
+            batch_size=config.batch_size,
+        )
+        cache.update(zip(missing, fresh))
 
 
 def _evaluate_chunk(
@@ -283,8 +337,9 @@ def _evaluate_chunk(
 ) -> list[dict[str, Any]]:
     """Score every probe of ``records``; ``owners[k]`` is record k's index in ``treatment``."""
     suite = config.suite
+    tokenizer = model.tokenizer
     specs = [
-        build_probes(r, suite, seed=config.seed, tokenizer=model.tokenizer, table=baseline.table)
+        build_probes(r, suite, seed=config.seed, tokenizer=tokenizer, table=baseline.table)
         for r in records
     ]
     # 1. every probe with the treatment
@@ -292,145 +347,212 @@ def _evaluate_chunk(
     flat_prefixes = treatment.prefixes_for(
         [owners[k] for k, _ in flat], [s.prompt for _, s in flat]
     )
-    rows = [(k, s, pre + s.prompt) for (k, s), pre in zip(flat, flat_prefixes)]
-    prefixes: list[list[str]] = [[] for _ in specs]  # per record, its probes' prefixes
-    for (k, _), pre in zip(flat, flat_prefixes):
-        prefixes[k].append(pre)
-    identity = not treatment.steers and not any(p for pre in prefixes for p in pre)
-    requests = [_request_of(p, s, owners[k]) for k, s, p in rows]
+    rows = [
+        _Row(k, s, pre, _request_of(pre + s.prompt, s, owners[k]))
+        for (k, s), pre in zip(flat, flat_prefixes)
+    ]
     scores = score_rows(
         model,
-        requests,
+        [r.request for r in rows],
         hooks=treatment.hooks,
         steerers=treatment.steerers,
         before_batch=treatment.before_batch,
         batch_size=config.batch_size,
     )
-    # 2. neighbourhood probes on the unedited model (the paper's specificity filter)
-    neigh = [(k, s) for k, sp in enumerate(specs) for s in sp if s.kind == "neighbourhood"]
-    keys = [(s.prompt, _request_of(s.prompt, s, -1).continuations) for _, s in neigh]
-    if identity:  # the treated run *is* the unedited run
-        for (_, s, p), q, sc in zip(rows, requests, scores):
-            if s.kind == "neighbourhood":
-                baseline.neighbourhood[(p, q.continuations)] = sc
-    missing = list(dict.fromkeys(key for key in keys if key not in baseline.neighbourhood))
-    if missing:
-        fresh = score_rows(
-            model, [ScoreRequest(p, c) for p, c in missing], batch_size=config.batch_size
-        )
-        baseline.neighbourhood.update(zip(missing, fresh))
+    for row, sc in zip(rows, scores):
+        row.score = sc
+        row.fired = treatment.fired(sc.decision, owners[row.record])
 
-    results: list[list[ProbeResult]] = [[] for _ in records]
-    prefix_of: dict[int, str] = {}  # id(result) -> its prefix
-    for (k, s, p), sc in zip(rows, scores):
-        results[k].append(_result(s, p, sc, treatment.fired(sc.decision, owners[k])))
-        prefix_of[id(results[k][-1])] = prefixes[k][len(results[k]) - 1]
-    unedited: list[list[ProbeResult]] = [[] for _ in records]
-    for (k, s), key in zip(neigh, keys):
-        unedited[k].append(_result(s, s.prompt, baseline.neighbourhood[key], (None, None)))
+    # 2. the unedited model where it is needed: every neighbourhood prompt (the paper's
+    # specificity filter) and the out-of-scope rows whose input changed
+    def raw_key(row: _Row) -> tuple[str, tuple[str, ...]]:
+        return (row.spec.prompt, _request_of(row.spec.prompt, row.spec, -1).continuations)
 
-    def changed(r: ProbeResult) -> bool:
-        return bool(prefix_of[id(r)]) or bool(r.fired)
+    unedited: dict[tuple[str, tuple[str, ...]], RowScore] = {}
+    out_of_scope = [r for r in rows if r.spec.kind in OUT_OF_SCOPE_KINDS]
+    for row in out_of_scope:  # an unchanged row *is* the unedited run
+        if not row.changed:
+            assert row.score is not None
+            unedited[raw_key(row)] = row.score
+    neigh_keys = [raw_key(r) for r in out_of_scope if r.spec.kind == "neighbourhood"]
+    _unedited_scores(model, neigh_keys, baseline.neighbourhood, config)
+    unedited.update({k: baseline.neighbourhood[k] for k in neigh_keys})
+    text_keys = [raw_key(r) for r in out_of_scope if r.changed and r.spec.kind == "text"]
+    _unedited_scores(model, text_keys, baseline.texts, config)
+    unedited.update({k: baseline.texts[k] for k in text_keys})
+    other = [raw_key(r) for r in out_of_scope if r.changed and r.spec.kind != "text"]
+    _unedited_scores(model, other, unedited, config)
 
-    # 3. generations: edit prompt + paraphrases; unrelated prompts where the input changed
-    gen_prompts: list[str] = []
-    gen_owner: list[int] = []
-    gen_where: list[tuple[int, str, int]] = []  # (record, "probe"/"unrelated", position)
-    if config.generation:
-        for k, res in enumerate(results):
-            in_scope = [r for r in res if r.kind in ("edit", "paraphrase")]
-            for j, r in enumerate(in_scope):
-                gen_prompts.append(r.prompt)
-                gen_owner.append(owners[k])
-                gen_where.append((k, "probe", j))
-            for j, r in enumerate(x for x in res if x.kind == "unrelated"):
-                if changed(r):
-                    gen_prompts.append(r.prompt)
-                    gen_owner.append(owners[k])
-                    gen_where.append((k, "unrelated", j))
+    # 3. greedy generations: the in-scope prompts with and without the treatment (fluency),
+    # and the changed locality rows (their continuations against the unedited model's)
+    in_scope_kinds = ("edit", "paraphrase", "generation_prompt")
+    in_scope = [r for r in rows if r.spec.kind in in_scope_kinds] if config.generation else []
+    local_changed = [r for r in out_of_scope if r.spec.kind in LOCALITY_KINDS and r.changed]
+    identity = not treatment.steers and not any(r.prefix for r in rows)
     steer = None if identity else treatment
-    texts = _generate(model, gen_prompts, gen_owner, steer, config)
-    generations: list[list[dict[str, Any]]] = [[] for _ in records]
-    unrelated_edited: list[dict[int, str]] = [{} for _ in records]
-    for (k, what, j), prompt, text in zip(gen_where, gen_prompts, texts):
-        if what == "probe":
-            generations[k].append({"prompt": prompt, "text": text})
-        else:
-            unrelated_edited[k][j] = text
-
-    # 4. the neutral text's perplexity where the input changed
-    ppl_rows: list[tuple[int, ScoreRequest]] = []
-    rest = split_first_sentence(NEUTRAL_TEXT)[1]
-    for k, res in enumerate(results):
-        for r in (x for x in res if x.kind == "neutral"):
-            if changed(r):
-                ppl_rows.append((k, ScoreRequest(r.prompt, (rest,), owners[k])))
-    ppl_scores = score_rows(
-        model,
-        [q for _, q in ppl_rows],
-        hooks=treatment.hooks,
-        steerers=treatment.steerers,
-        before_batch=treatment.before_batch,
-        batch_size=config.batch_size,
+    texts = _generate(
+        model, [r.text for r in in_scope], [owners[r.record] for r in in_scope], steer, config
     )
-    ppl_edited = {k: _ppl(sc) for (k, _), sc in zip(ppl_rows, ppl_scores)}
+    plain = (
+        texts
+        if identity
+        else _generate(model, [r.spec.prompt for r in in_scope], [-1] * len(in_scope), None, config)
+    )
+    local_texts = _generate(
+        model,
+        [r.text for r in local_changed],
+        [owners[r.record] for r in local_changed],
+        steer,
+        config,
+        suite.locality_tokens,
+    )
+    wanted = [r.spec.prompt for r in local_changed]
+    todo = [p for p in dict.fromkeys(wanted) if p not in baseline.text_generations]
+    fresh = _generate(model, todo, [-1] * len(todo), None, config, suite.locality_tokens)
+    local_plain = dict(zip(todo, fresh))
+    gen_unchanged = {
+        id(r): t == (baseline.text_generations.get(r.spec.prompt) or local_plain[r.spec.prompt])
+        for r, t in zip(local_changed, local_texts)
+    }
+    for r in local_changed:
+        if r.spec.kind == "text":
+            baseline.text_generations.setdefault(r.spec.prompt, local_plain.get(r.spec.prompt, ""))
+
+    # 4. fluency: the in-scope generations judged by the unedited model (after their first
+    # token, which the edit is meant to change)
+    judge: list[tuple[int, str, ScoreRequest]] = []  # (row position, "edited"/"plain", request)
+    for j, (r, t_edit, t_plain) in enumerate(zip(in_scope, texts, plain)):
+        for what, t in (("edited", t_edit), ("plain", t_plain)):
+            split = _split_first_token(tokenizer, t)
+            if split is not None:
+                judge.append((j, what, ScoreRequest(r.spec.prompt + split[0], (split[1],))))
+    judged = score_rows(model, [q for _, _, q in judge], batch_size=config.batch_size)
+    gen_ppl: dict[tuple[int, str], float] = {
+        (j, what): _ppl(sc) for (j, what, _), sc in zip(judge, judged)
+    }
 
     out = []
     for k, record in enumerate(records):
         o = owners[k]
+        req = record.request
         edit = treatment.edits[o] if treatment.edits else None
-        unrelated = [r for r in results[k] if r.kind == "unrelated"]
-        side = SideEffects()
-        unrelated_out = []
-        if config.generation and unrelated:
-            base = [baseline.unrelated[r.prompt[len(prefix_of[id(r)]) :]] for r in unrelated]
-            edited = [unrelated_edited[k].get(j, b) for j, b in enumerate(base)]
-            side = replace(
-                side,
-                entropy_edited=sum(map(ngram_entropy, edited)) / len(edited),
-                entropy_unedited=sum(map(ngram_entropy, base)) / len(base),
+        mine = [r for r in rows if r.record == k]
+        results: list[ProbeResult] = []
+        generations: list[dict[str, Any]] = []
+        for r in mine:
+            rs = r.score
+            assert rs is not None
+            lp = rs.logprobs
+            extra: dict[str, Any] = {}
+            if r.spec.kind in LOCALITY_KINDS:
+                base = unedited[raw_key(r)]
+                if not r.changed:
+                    extra = {"unchanged": True, "gen_unchanged": True, "kl": 0.0}
+                else:
+                    assert base.distribution is not None and rs.distribution is not None
+                    extra = {
+                        "unchanged": rs.greedy_id == base.greedy_id,
+                        "gen_unchanged": gen_unchanged.get(id(r)) if config.generation else None,
+                        "kl": kl_divergence(base.distribution, rs.distribution),
+                    }
+            results.append(
+                ProbeResult(
+                    kind=r.spec.kind,
+                    prompt=r.text,
+                    greedy=rs.greedy,
+                    expected=r.spec.expected,
+                    competitor=r.spec.competitor,
+                    lp_expected=lp[0] if lp and r.spec.kind != "passage" else None,
+                    lp_competitor=lp[1] if len(lp) > 1 else None,
+                    fired=r.fired[0],
+                    own=r.fired[1],
+                    index=r.spec.index,
+                    expected_first=tokenizer.decode([rs.first_ids[0]]) if rs.first_ids else None,
+                    relation=r.spec.relation,
+                    **extra,
+                )
             )
-            unrelated_out = [
-                {"prompt": r.prompt, "text": t, "fired": r.fired} for r, t in zip(unrelated, edited)
+        unedited_neigh = [
+            ProbeResult(
+                kind="neighbourhood",
+                prompt=r.spec.prompt,
+                greedy=unedited[raw_key(r)].greedy,
+                expected=r.spec.expected,
+                expected_first=tokenizer.decode([unedited[raw_key(r)].first_ids[0]]),
+            )
+            for r in mine
+            if r.spec.kind == "neighbourhood"
+        ]
+        side = SideEffects()
+        positions = [j for j, r in enumerate(in_scope) if r.record == k]
+        if positions:
+            generations = [
+                {"prompt": in_scope[j].text, "text": texts[j], "unedited": plain[j]}
+                for j in positions
             ]
-        if baseline.neutral_ppl is not None:
             side = replace(
                 side,
-                ppl_unedited=baseline.neutral_ppl,
-                ppl_edited=ppl_edited.get(k, baseline.neutral_ppl),
+                entropy_edited=_avg([ngram_entropy(texts[j]) for j in positions]),
+                entropy_unedited=_avg([ngram_entropy(plain[j]) for j in positions]),
+                gen_ppl_edited=_avg([gen_ppl.get((j, "edited")) for j in positions]),
+                gen_ppl_unedited=_avg([gen_ppl.get((j, "plain")) for j in positions]),
+            )
+        passages = [r for r in mine if r.spec.kind == "passage"]
+        if passages:
+            side = replace(
+                side,
+                passage_ppl_edited=_avg([_ppl(r.score) for r in passages if r.score]),
+                passage_ppl_unedited=_avg([_ppl(unedited[raw_key(r)]) for r in passages]),
             )
         failed = treatment.failures.get(o)
         applies = treatment.method not in ("none", "in-context")
         metrics = record_metrics(
-            results[k],
-            subject=record.request.subject,
-            new=record.request.new,
-            old=record.request.old,
-            generations=[g["text"] for g in generations[k]],
-            unedited_neighbourhood=unedited[k],
+            results,
+            subject=req.subject,
+            new=req.new,
+            old=req.old,
+            generations=[g["text"] for g in generations],
+            unedited_neighbourhood=unedited_neigh,
             side_effects=side,
             edit_applied=failed is None,
+            new_first=object_first_token(tokenizer, req.new),
+            other_edits_active=treatment.mode == "all" and treatment.steers,
         )
         if not applies:
             metrics["edit_applied"] = None
+        relation = match_relation(req.prompt, objects=[req.old])
         out.append(
             {
                 "case_id": record.case_id,
-                "request": record.request.to_dict(),
+                "request": req.to_dict(),
+                "relation": None if relation is None else relation.id,
                 "status": "edit_failed" if failed else "ok",
                 "error": failed,
                 "edit": edit_summary(edit) if edit is not None else None,
                 "metrics": metrics,
-                "probes": [r.to_dict() for r in results[k]],
+                "probes": [r.to_dict() for r in results],
                 "unedited_neighbourhood": [
-                    {"greedy": u.greedy, "ok": u.greedy_ok} for u in unedited[k]
+                    {"greedy": u.greedy, "ok": u.greedy_ok} for u in unedited_neigh
                 ],
-                "generations": generations[k],
-                "unrelated_generations": unrelated_out,
-                "neutral_ppl": None if side.ppl_edited is None else round(side.ppl_edited, 6),
+                "generations": generations,
+                "locality_generations": [
+                    {
+                        "prompt": r.text,
+                        "text": t,
+                        "unedited": baseline.text_generations.get(r.spec.prompt)
+                        or local_plain[r.spec.prompt],
+                    }
+                    for r, t in zip(local_changed, local_texts)
+                    if r.record == k
+                ],
             }
         )
     return out
+
+
+def _avg(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
 
 
 # ------------------------------------------------------------------------------ the run
@@ -443,6 +565,152 @@ def _add_gate_time(
     for r in records:
         timings["fit_s"][r.case_id] = timings["fit_s"].get(r.case_id, 0.0) + wall
         timings["fit_cpu_s"][r.case_id] = timings["fit_cpu_s"].get(r.case_id, 0.0) + cpu
+
+
+def _check_known_facts(data: str, model: Any) -> None:
+    """Refuse a known-fact set made with another model."""
+    try:
+        from .known_facts import check_known_facts_model
+    except ImportError:  # pragma: no cover
+        return
+    check_known_facts_model(data, model)
+
+
+def _edits_dir(out_path: Path | None) -> Path | None:
+    """Where ``all`` mode keeps its fitted edits, so that a resumed run does not refit them."""
+    return None if out_path is None else out_path.with_name(out_path.name + ".edits")
+
+
+def _fit_persisted(
+    model: Any,
+    records: Sequence[EvalRecord],
+    config: EvalConfig,
+    where: Path | None,
+    chash: str,
+    on_done: Any = None,
+) -> tuple[list[Any], dict[int, str], dict[int, tuple[float, float]]]:
+    """:func:`fit_all`, saving each fitted edit under ``where`` and reading back the ones a
+    previous run of the same configuration saved (fitting is deterministic, so a read edit is
+    the edit a refit would give). An edit that cannot be saved or read back is refitted."""
+    if where is None:
+        return fit_all(
+            model,
+            records,
+            config.method,
+            seed=config.seed,
+            on_done=on_done,
+            overrides=config.overrides,
+        )
+    import shutil
+
+    from ..registry.book import load_edit, save_edit
+
+    state_file = where / "fits.json"
+    state: dict[str, Any] = {}
+    if state_file.exists():
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            state = {}
+    if state.get("config_hash") != chash:
+        shutil.rmtree(where, ignore_errors=True)
+        state = {"config_hash": chash, "fits": {}}
+    where.mkdir(parents=True, exist_ok=True)
+    edits: list[Any] = []
+    failures: dict[int, str] = {}
+    seconds: dict[int, tuple[float, float]] = {}
+    for i, record in enumerate(records):
+        saved = state["fits"].get(record.case_id)
+        folder = where / f"{i:06d}"
+        edit = None
+        if saved is not None:
+            if saved.get("error"):
+                edits.append(None)
+                failures[i] = saved["error"]
+                seconds[i] = tuple(saved["seconds"])  # type: ignore[assignment]
+                if on_done is not None:
+                    on_done(i)
+                continue
+            try:
+                edit = load_edit(folder, model=model)
+                seconds[i] = tuple(saved["seconds"])  # type: ignore[assignment]
+            except Exception as exc:  # a damaged or unreadable fit: refit it
+                log.info("record %s: saved edit not readable (%s); refitting", record.case_id, exc)
+                edit = None
+        if edit is None:
+            fitted, failed, secs = fit_all(
+                model, [record], config.method, seed=config.seed, overrides=config.overrides
+            )
+            edit, seconds[i] = fitted[0], secs[0]
+            entry: dict[str, Any] = {"seconds": list(seconds[i]), "error": failed.get(0)}
+            if edit is not None:
+                try:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    save_edit(edit, folder)
+                except Exception as exc:  # e.g. a map kind the registry cannot store
+                    log.info("record %s: fitted edit not saved (%s)", record.case_id, exc)
+                    entry = {}
+            else:
+                failures[i] = failed[0]
+            if entry:
+                state["fits"][record.case_id] = entry
+                _write_atomic(state_file, state)
+        edits.append(edit)
+        if on_done is not None:
+            on_done(i)
+    return edits, failures, seconds
+
+
+def locality_breakdowns(
+    records: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2000
+) -> dict[str, Any]:
+    """Same-subject locality per probed relation and per edited relation: for each, the
+    next-token and continuation rates and the mean KL, with bootstrap intervals (by record)."""
+    by_probe: dict[str, list[dict[str, Any]]] = {}
+    by_edit: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        rows = [p for p in rec.get("probes", []) if p["kind"] == "relation" and "unchanged" in p]
+        for p in rows:
+            by_probe.setdefault(p["relation"], []).append(
+                {"unchanged": p["unchanged"], "gen": p["gen_unchanged"], "kl": p["kl"]}
+            )
+        if rows:
+            by_edit.setdefault(rec.get("relation") or "unknown", []).append(
+                {
+                    "unchanged": _avg([float(p["unchanged"]) for p in rows]),
+                    "gen": _avg(
+                        [
+                            None if p["gen_unchanged"] is None else float(p["gen_unchanged"])
+                            for p in rows
+                        ]
+                    ),
+                    "kl": _avg([p["kl"] for p in rows]),
+                }
+            )
+
+    def summarise(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        out = {}
+        for key in sorted(groups):
+            rows = [
+                {
+                    "locality_relation": r["unchanged"],
+                    "locality_relation_gen": r["gen"],
+                    "locality_relation_kl": r["kl"],
+                }
+                for r in groups[key]
+            ]
+            out[key] = aggregate(
+                rows,
+                seed=seed,
+                n_boot=n_boot,
+                metrics=["locality_relation", "locality_relation_gen", "locality_relation_kl"],
+            )
+        return out
+
+    return {
+        "locality_relation_by_probed_relation": summarise(by_probe),
+        "locality_relation_by_edited_relation": summarise(by_edit),
+    }
 
 
 def _now() -> str:
@@ -469,7 +737,8 @@ def run_evaluation(
         DataError: unreadable data, no valid record, or an output file of another config.
     """
     started = time.perf_counter()
-    loaded = load_records(config.data, n=config.n)
+    loaded = load_records(config.data, n=config.n, records=config.records)
+    _check_known_facts(config.data, model)
     records = loaded.records
     if not records:
         raise DataError(
@@ -507,6 +776,8 @@ def run_evaluation(
             "errors": loaded.errors,
         },
         "metrics": METRICS,
+        "metric_groups": {k: list(v) for k, v in METRIC_GROUPS.items()},
+        "locality_data_version": locality_data().version,
         "baseline": None,
         "records": [],
         "aggregates": None,
@@ -525,6 +796,7 @@ def run_evaluation(
     result["baseline"] = baseline.to_dict()
     timings["baseline_s"] = time.perf_counter() - t0
     timings["baseline_cpu_s"] = time.process_time() - c0
+    flush()  # the output exists (and says complete: false) from the start
     todo = [i for i, r in enumerate(records) if r.case_id not in done]
     fits = config.method not in ("none", "in-context")
     bar = tqdm(
@@ -541,14 +813,30 @@ def run_evaluation(
     try:
         shared: Treatment | None = None
         if config.mode == "all":
-            # every edit is active at once: fit them all (also the finished ones', on resume)
-            edits, failures, secs = fit_all(
-                model, records, config.method, seed=config.seed, overrides=config.overrides
+            # every edit is active at once: fit them all (on resume, the saved fits are read)
+            fit_bar = tqdm(
+                total=len(records),
+                desc=f"fit {config.method} edits",
+                unit="edit",
+                disable=bar.disable or not fits,
+                leave=False,
             )
+            try:
+                edits, failures, secs = _fit_persisted(
+                    model,
+                    records,
+                    config,
+                    _edits_dir(out_path) if fits else None,
+                    chash,
+                    on_done=lambda _: fit_bar.update(1),
+                )
+            finally:
+                fit_bar.close()
             for i, (wall, cpu) in secs.items():
                 timings["fit_s"][records[i].case_id] = wall
                 timings["fit_cpu_s"][records[i].case_id] = cpu
             bar.update(fit_share * len(todo))
+            flush()
             t2, c2 = time.perf_counter(), time.process_time()
             shared = prepare_treatment(
                 model, config.method, "all", records, edits, failures, config.overrides, config.seed
@@ -598,6 +886,9 @@ def run_evaluation(
     per_record = [done[r.case_id]["metrics"] for r in records]
     result["records"] = sorted(done.values(), key=lambda r: order[r["case_id"]])
     result["aggregates"] = aggregate(per_record, seed=config.seed, n_boot=config.n_boot)
+    result["breakdowns"] = locality_breakdowns(
+        result["records"], seed=config.seed, n_boot=config.n_boot
+    )
     result["n_edit_failed"] = sum(1 for r in result["records"] if r["status"] == "edit_failed")
     result["complete"] = True
     timings["last_run_s"] = time.perf_counter() - started
@@ -618,9 +909,7 @@ def results_table(result: dict[str, Any], metrics: Sequence[str] | None = None) 
         if agg["mean"] is None:
             rows.append([name, "n/a", "", 0])
             continue
-        scale = (
-            1.0 if name in ("ppl_change", "entropy_change") or name.endswith("_margin") else 100.0
-        )
+        scale = 1.0 if name in UNSCALED_METRICS else 100.0
         digits = 3 if scale == 1.0 else 1
         rows.append(
             [

@@ -40,11 +40,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScoreRequest:
     """A prompt to score, the continuations whose log-probabilities are wanted, and the index
-    of the record (edit) the row belongs to (used by per-record routers; -1 for none)."""
+    of the record (edit) the row belongs to (used by per-record routers; -1 for none).
+    ``keep_distribution``: also return the next-token log-distribution (for KL divergences)."""
 
     prompt: str
     continuations: tuple[str, ...] = ()
     owner: int = -1
+    keep_distribution: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class RowScore:
         n_tokens: per continuation, its number of tokens.
         decision: the edit index the steering hooks applied at the prompt's last token (-1:
             none), or None when no steering hook ran.
+        first_ids: per continuation, its first token id.
+        distribution: the next-token log-probabilities at the prompt's last token
+            ``(vocab,)``, float32 (only when the request asked for it).
     """
 
     greedy_id: int
@@ -65,6 +70,8 @@ class RowScore:
     logprobs: tuple[float, ...]
     n_tokens: tuple[int, ...]
     decision: int | None = None
+    first_ids: tuple[int, ...] = ()
+    distribution: Tensor | None = None
 
 
 def continuation_logprob(logits: Tensor, ids: Sequence[int]) -> float:
@@ -138,19 +145,23 @@ def _plan(model: Any, requests: Sequence[ScoreRequest]) -> tuple[list[_Seq], lis
 
 
 def _batches(seqs: list[_Seq], batch_size: int, max_tokens: int) -> list[list[int]]:
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].prompt) + len(seqs[i].cont))
+    """Group rows into batches, sorted by length, so that the padded area of a batch
+    (rows x (longest prompt + longest continuation)) stays within ``max_tokens`` and at most
+    three times its real tokens (plus a slack): a long row never pads a batch of short ones."""
+    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i].prompt), len(seqs[i].cont)))
     batches: list[list[int]] = []
     current: list[int] = []
-    width = 0
+    p_max = c_max = real = 0
     for i in order:
-        length = len(seqs[i].prompt) + len(seqs[i].cont)
+        p, c = len(seqs[i].prompt), len(seqs[i].cont)
+        area = (len(current) + 1) * (max(p_max, p) + max(c_max, c))
         if current and (
-            len(current) >= batch_size or max(width, length) * (len(current) + 1) > max_tokens
+            len(current) >= batch_size or area > max_tokens or area > 3 * (real + p + c) + 1024
         ):
             batches.append(current)
-            current, width = [], 0
+            current, p_max, c_max, real = [], 0, 0, 0
         current.append(i)
-        width = max(width, length)
+        p_max, c_max, real = max(p_max, p), max(c_max, c), real + p + c
     if current:
         batches.append(current)
     return batches
@@ -193,6 +204,7 @@ def score_rows(
     greedy: dict[int, int] = {}
     logprobs: dict[tuple[int, int], float] = {}
     decisions: dict[int, int] = {}
+    distributions: dict[int, Tensor] = {}
     for batch in _batches(seqs, batch_size, max_batch_tokens):
         rows = [seqs[i] for i in batch]
         p_len = max(len(s.prompt) for s in rows)
@@ -235,6 +247,8 @@ def score_rows(
             if s.request not in greedy:
                 greedy[s.request] = int(end.argmax())
             logp_end = torch.log_softmax(end, dim=-1)
+            if requests[s.request].keep_distribution and s.request not in distributions:
+                distributions[s.request] = logp_end.float().cpu()
             for j in s.reads:
                 ids = conts[s.request][j]
                 if len(ids) == 1:
@@ -263,6 +277,8 @@ def score_rows(
                 logprobs=lp,
                 n_tokens=tuple(len(c) for c in ids_i),
                 decision=decisions.get(i) if steerers else None,
+                first_ids=tuple(c[0] for c in ids_i),
+                distribution=distributions.get(i),
             )
         )
     return out

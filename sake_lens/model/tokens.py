@@ -24,6 +24,7 @@ __all__ = [
     "tokenize_batch",
     "check_prompts",
     "starts_object",
+    "object_first_token",
 ]
 
 # Tokenizers whose BOS token is a chat-turn marker: those models were not trained with it
@@ -144,11 +145,31 @@ def tokenize_batch(
     return Batch(tokens.to(device), mask.to(device), last.to(device), lengths, prepend_bos)
 
 
-def starts_object(token_text: str, obj: str) -> bool:
+def starts_object(token_text: str, obj: str, *, first_token: str | None = None) -> bool:
     """Whether a predicted token starts the object ``obj`` (the paper's greedy criterion).
 
     The token, stripped of whitespace and case-folded, must be a non-empty prefix of the
-    object: " English", " Eng" and " H" (for "HBO", whose first token it is) all count.
+    object that covers a whole word of it — " English" for "English", " New" for "New York" —
+    or be exactly the object's own first token (``first_token``, as the tokenizer splits the
+    object after the prompt: " H" for "HBO" when "HBO" is tokenised " H" + "BO"). A short token
+    that merely begins the object's first word (" a" for "actor") does not count.
+
+    Example:
+        >>> starts_object(" English", "English"), starts_object(" New", "New York")
+        (True, True)
+        >>> starts_object(" a", "actor"), starts_object(" H", "HBO", first_token=" H")
+        (False, True)
     """
     tok = token_text.strip().casefold()
-    return bool(tok) and obj.strip().casefold().startswith(tok)
+    target = obj.strip().casefold()
+    if not tok or not target.startswith(tok):
+        return False
+    if len(tok) == len(target) or not target[len(tok)].isalnum() or not tok[-1].isalnum():
+        return True
+    return first_token is not None and first_token.strip().casefold() == tok
+
+
+def object_first_token(tokenizer: Any, obj: str) -> str:
+    """The object's first token as it follows a prompt (with its leading space), decoded."""
+    ids = tokenizer.encode(" " + obj.strip(), add_special_tokens=False)
+    return str(tokenizer.decode([ids[0]])) if ids else ""

@@ -21,7 +21,7 @@ from ..collect.activations import collect_activations
 from ..errors import DistributionError, SakeLensError
 from ..model.loading import model_id as get_model_id
 from ..model.sites import FINAL_SITE, Site, resolve_site
-from ..model.tokens import bos_convention, starts_object
+from ..model.tokens import bos_convention, object_first_token, starts_object
 from ..prompts.distributions import DistributionConfig, PromptSet, build_prompt_sets, prompts_hash
 from ..prompts.request import EditRequest
 from ..transport import MAP_KINDS, TransportMap, make_map
@@ -248,7 +248,10 @@ def fit_edit(
     tokenizer = model.tokenizer
     prompts.target_predictions = [tokenizer.decode(int(t)) for t in target_pred]
     if config.distributions.validate_targets:
-        prompts.kept = [starts_object(t, request.new) for t in prompts.target_predictions]
+        first = object_first_token(tokenizer, request.new)
+        prompts.kept = [
+            starts_object(t, request.new, first_token=first) for t in prompts.target_predictions
+        ]
     else:
         prompts.kept = [True] * len(prompts.target)
     purity = prompts.purity

@@ -15,21 +15,14 @@ from .common import add_model_args, load_from_args, markdown_table, print_json
 
 
 def _records_range(text: str) -> tuple[int, int]:
-    """``A:B`` -> (A, B) for ``--records`` (argparse type)."""
-    parts = text.split(":")
+    """``A:B`` -> (A, B) for ``--records`` (argparse type; one parser with known-facts)."""
+    from ..errors import DataError
+    from ..evaluate.known_facts import parse_records_range
+
     try:
-        if len(parts) != 2:
-            raise ValueError
-        start, stop = int(parts[0]), int(parts[1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected START:STOP (0-based positions, half-open), e.g. 2000:2200; got {text!r}"
-        ) from None
-    if not 0 <= start < stop:
-        raise argparse.ArgumentTypeError(
-            f"expected 0 <= START < STOP, got {text!r} (e.g. 2000:2200)"
-        )
-    return start, stop
+        return parse_records_range(text)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:

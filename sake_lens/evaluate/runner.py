@@ -28,8 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -182,18 +180,11 @@ def config_hash(config: EvalConfig, data_sha256: str, model: Any) -> str:
 
 # ------------------------------------------------------------------------------ output file
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """One atomic JSON writer for the evaluation package (temp file, fsync, replace)."""
+    from .known_facts import write_known_facts
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_known_facts(data, path)
 
 
 def _read_previous(path: Path, expected_hash: str) -> dict[str, Any] | None:

@@ -308,5 +308,6 @@ def test_cli_smoke(
         if record["status"] == "ok":
             assert record["edit"]["map"] == "pot-linear"
         kinds = {p["kind"] for p in record["probes"]}
-        assert {"edit", "paraphrase", "neighbourhood", "doubt", "long_context"} <= kinds
+        assert {"edit", "neighbourhood", "doubt", "long_context"} <= kinds
+        assert kinds & {"paraphrase", "generation_prompt"}  # the rephrase, classified
         assert all(p["fired"] is not None for p in record["probes"])

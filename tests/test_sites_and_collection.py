@@ -104,8 +104,10 @@ def test_left_padding_layout(tiny_model):
 
 def test_starts_object():
     assert starts_object(" English", "English")
-    assert starts_object(" Eng", "English")
-    assert starts_object(" H", "HBO")  # a one-letter first token is a prefix (the paper)
+    assert not starts_object(" Eng", "English")  # a part of a word is not the word
+    assert starts_object(" Eng", "English", first_token=" Eng")  # unless the tokenizer splits so
+    assert starts_object(" H", "HBO", first_token=" H")
+    assert not starts_object(" a", "actor")
     assert not starts_object(" French", "English")
     assert not starts_object(" ", "English")
     assert starts_object(" New", "New York City")

@@ -7,7 +7,8 @@ import time
 
 from .common import add_model_args, load_from_args, markdown_table
 
-# (subject, template, old, new, an unseen paraphrase, an unrelated prompt)
+# (subject, template, old, new, an unseen paraphrase, another fact of the same subject, a
+# prompt about another subject). The edit must move the first two and leave the last two.
 DEMO_EDITS = (
     (
         "Danielle Darrieux",
@@ -15,6 +16,7 @@ DEMO_EDITS = (
         "French",
         "English",
         "Danielle Darrieux's native language is",
+        "Danielle Darrieux worked as a",
         "The mother tongue of Victor Hugo is",
     ),
     (
@@ -23,15 +25,17 @@ DEMO_EDITS = (
         "Paris",
         "Rome",
         "You can visit the Eiffel Tower in the city of",
+        "The Eiffel Tower was built in the year",
         "The Colosseum is located in the city of",
     ),
     (
-        "France",
-        "The capital of {} is",
-        "Paris",
-        "Lyon",
-        "The capital city of France is",
-        "The capital of Germany is",
+        "Japan",
+        "The official language of {} is",
+        "Japanese",
+        "French",
+        "People in Japan officially speak",
+        "The capital of Japan is",
+        "The official language of Germany is",
     ),
 )
 
@@ -52,18 +56,18 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = load_from_args(args)
     print(f"model loaded in {time.perf_counter() - start:.1f} s")
-    for subject, template, old, new, paraphrase, unrelated in DEMO_EDITS:
+    for subject, template, old, new, paraphrase, other_fact, unrelated in DEMO_EDITS:
         t0 = time.perf_counter()
         request = EditRequest(subject, template, old, new)
         edit = make_edit(model, request)
         book = EditBook(model=model)  # the edit behind its calibrated scope gate
         book.add(edit)
-        probes = [request.text, paraphrase, unrelated]
+        probes = [request.text, paraphrase, other_fact, unrelated]
         before = generate(model, probes, max_new_tokens=args.max_new_tokens)
         with book.steer(model):
             after = generate(model, probes, max_new_tokens=args.max_new_tokens)
         print(f"\n## {request.text} {old} -> {new}  (fitted in {time.perf_counter() - t0:.1f} s)")
-        kinds = ["edit prompt", "unseen paraphrase", "unrelated"]
+        kinds = ["edit prompt", "unseen paraphrase", "same subject, other fact", "other subject"]
         rows = [[k, p, b, a] for k, p, b, a in zip(kinds, probes, before, after)]
         print(markdown_table(["probe", "prompt", "before", "after"], rows))
     print(f"\ndemo finished in {time.perf_counter() - start:.1f} s")

@@ -9,8 +9,10 @@ small model does not know. Three sets of prompts, each read from the versioned d
   person's birthplace, employer, religion... after an edit of their native language; never
   "Apple A5 was born in"). The kind of subject comes from the edited relation
   (``subject_kinds``); the candidate relations from ``kind_relations``, minus the edited
-  relation and any relation whose object is of the same kind (a native-language edit may
-  rightly move "the languages X speaks").
+  relation, any relation whose object is of the same kind (a native-language edit may
+  rightly move "the languages X speaks") and any relation it implies
+  (:data:`~sake_lens.prompts.relations.IMPLIED`). Each is asked through a template of
+  ``relation_templates``, written for the harness and used by no gate or paraphrase bank.
 * **neighbour** — CounterFact's neighbourhood prompts (other subjects, same relation).
 * **text** — unrelated prompts (a fixed list, sampled per record).
 
@@ -36,6 +38,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from ..prompts.request import EditRequest
+from ..prompts.text import normalize_template
 
 __all__ = [
     "LocalityData",
@@ -54,6 +57,7 @@ class LocalityData:
     version: int
     subject_kinds: dict[str, str]
     kind_relations: dict[str, tuple[str, ...]]
+    relation_templates: dict[str, tuple[str, ...]]
     unrelated_prompts: tuple[str, ...]
     passages: tuple[str, ...]
 
@@ -63,7 +67,14 @@ def _validate(raw: Any) -> LocalityData:
 
     if not isinstance(raw, dict):
         raise DataError("locality.yaml must hold a mapping.")
-    missing = {"version", "subject_kinds", "kind_relations", "unrelated_prompts", "passages"}
+    missing = {
+        "version",
+        "subject_kinds",
+        "kind_relations",
+        "relation_templates",
+        "unrelated_prompts",
+        "passages",
+    }
     missing -= set(raw)
     if missing:
         raise DataError(f"locality.yaml lacks {sorted(missing)}.")
@@ -78,6 +89,21 @@ def _validate(raw: Any) -> LocalityData:
         unknown = [r for r in rids if r not in RELATIONS]
         if unknown:
             raise DataError(f"locality.yaml: kind {kind!r} lists unknown relations {unknown}.")
+    templates = {str(k): tuple(map(str, v)) for k, v in raw["relation_templates"].items()}
+    bank = {
+        normalize_template(t)
+        for r in RELATIONS.values()
+        for t in (*r.paraphrases, *r.counterfact_templates)
+    }
+    for rid in sorted({r for rids in relations.values() for r in rids}):
+        if not templates.get(rid):
+            raise DataError(f"locality.yaml: relation {rid} is probed but has no templates.")
+        for t in templates[rid]:
+            if t.count("{}") != 1 or normalize_template(t) in bank:
+                raise DataError(
+                    f"locality.yaml: {rid} template {t!r} needs one '{{}}' and must not be a "
+                    "template of the relation bank (locality probes are held out from gates)."
+                )
     passages = tuple(map(str, raw["passages"]))
     for p in passages:
         if p.count("{}") != 1 or ". " not in p:
@@ -88,6 +114,7 @@ def _validate(raw: Any) -> LocalityData:
         version=int(raw["version"]),
         subject_kinds=kinds,
         kind_relations=relations,
+        relation_templates=templates,
         unrelated_prompts=tuple(map(str, raw["unrelated_prompts"])),
         passages=passages,
     )
@@ -115,21 +142,18 @@ def relation_probes(request: EditRequest, n: int = 5, seed: int = 0) -> list[tup
         >>> [rid for rid, _ in relation_probes(req, n=3)]  # doctest: +SKIP
         ['P19', 'P106', 'P140']
     """
-    from ..prompts.relations import RELATIONS, match_relation
+    from ..prompts.relations import independent_relations, match_relation
 
     own = match_relation(request.prompt, objects=[request.old])
     data = locality_data()
     if own is None or own.id not in data.subject_kinds:
         return []
-    candidates = [
-        rid
-        for rid in data.kind_relations[data.subject_kinds[own.id]]
-        if rid != own.id and RELATIONS[rid].object_kind != own.object_kind
-    ]
+    free = {r.id for r in independent_relations(own)}
+    candidates = [rid for rid in data.kind_relations[data.subject_kinds[own.id]] if rid in free]
     rng = _rng(request, seed, "relation")
     chosen = rng.sample(candidates, min(n, len(candidates)))
     return [
-        (rid, rng.choice(RELATIONS[rid].paraphrases).replace("{}", request.subject, 1))
+        (rid, rng.choice(data.relation_templates[rid]).replace("{}", request.subject, 1))
         for rid in chosen
     ]
 

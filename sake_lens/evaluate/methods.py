@@ -233,8 +233,8 @@ class _OwnRowRouter(ScopeRouter):
     def set_owners(self, owners: Sequence[int]) -> None:
         self.owners = torch.tensor(list(owners), dtype=torch.long)
 
-    def distances(self, features: Any) -> Tensor:
-        dist = super().distances(features)  # (B, N)
+    def distances(self, features: Any, texts: Sequence[str] | None = None) -> Tensor:
+        dist = super().distances(features, texts)  # (B, N)
         if self.owners is None or self.owners.shape[0] != dist.shape[0]:
             raise SakeLensError("internal: row owners were not set for this batch.")
         keep = torch.zeros_like(dist, dtype=torch.bool)
@@ -329,7 +329,11 @@ def fact_router(
     features = features or FeatureCache()
     scopes = []
     for fact in facts:
-        others = [p for f in facts if f is not fact for p in f.prompts.paraphrases]
+        others = (  # a fact gate calibrates against the template bank, not other edits
+            []
+            if gate.kind == "fact"
+            else [p for f in facts if f is not fact for p in f.prompts.paraphrases]
+        )
         scopes.append(fit_scope(fact, gate, features=features, neighbours=others))
     return ScopeRouter(facts, scopes, model=_TextOnly(), embedder=features.embedder)
 

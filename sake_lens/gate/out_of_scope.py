@@ -25,6 +25,7 @@ __all__ = [
     "OutOfScope",
     "OTHER_SUBJECTS",
     "GENERIC_PROMPTS",
+    "MENTION_TEMPLATES",
     "other_subject_prompts",
     "other_relation_prompts",
     "generic_prompts",
@@ -140,6 +141,40 @@ GENERIC_PROMPTS: tuple[str, ...] = (
     "The first rule of cooking is",
     "The bus was late because of",
     "Thank you for your message; I will",
+)
+
+#: Sentences that name a subject without asking any of its facts ("Tell me about {}"): the
+#: fact-keyed gate (:mod:`sake_lens.gate.fact`) calibrates against them, so that a prompt
+#: which merely mentions the edited subject does not fire the edit.
+MENTION_TEMPLATES: tuple[str, ...] = (
+    "I read an article about {} yesterday",
+    "Tell me something about {}",
+    "Have you ever heard of {}?",
+    "{} was in the news again this week",
+    "My friend keeps talking about {}",
+    "There is a new book about {}",
+    "A lot of people have opinions about {}",
+    "Let me tell you a story about {}",
+    "The first time I heard of {} was",
+    "Could you summarise {} in one line?",
+    "A photo of {} hangs on my wall",
+    "{} is a topic that comes up often",
+    "What do you think of {}?",
+    "Here are some facts about {}:",
+    "A quiz question about {}:",
+    "The museum has an exhibition on {}",
+    "Few people know much about {}",
+    "{} has a long and interesting history",
+    "I would like to learn more about {}",
+    "{} is something I know little about",
+    "A podcast episode about {} starts with",
+    "The encyclopedia entry on {} begins",
+    "Some say {} is overrated",
+    "{} is often mentioned in the same breath as",
+    "{}, as most people know,",
+    "Speaking of {},",
+    "The story of {} begins",
+    "An interesting fact about {} is that",
 )
 
 #: One default in-subject sentence when a template is unknown to the relation bank.

@@ -10,7 +10,9 @@ it ends), so the decision made at the prompt holds for every generated token.
 Routing is one vectorised operation over all edits: the distances of the batch to all edits
 (``(batch, N)``, see :class:`~sake_lens.gate.bank.StackedStats`), divided by the edits'
 thresholds; a row goes to the edit with the smallest ratio below 1 (the nearest edit in units
-of its own threshold), or to none (-1).
+of its own threshold), or to none (-1). Fact gates (:mod:`sake_lens.gate.fact`) contribute
+$2^{e}$ with threshold 1, where $e$ is their excess; only the edits whose subject the prompt
+names are scored, so their cost grows with the matches, not with the registry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..steer.generation import current_step
 from .bank import StackedStats
 from .config import is_embedding
 from .embedder import SentenceEmbedder, default_embedder
+from .fact import FACT, FactIndex, FactScope
 from .scope import Scope, min_distance, view_features
 
 if TYPE_CHECKING:
@@ -49,7 +52,7 @@ def _depth(hook: str) -> float:
 
 def _check_order(feature: str, site: str) -> None:
     """A hidden gate must read a layer the forward pass reaches before the edit's site."""
-    if is_embedding(feature) or feature == site:
+    if is_embedding(feature) or feature in (site, FACT):
         return
     if _depth(feature) >= _depth(site):
         raise GateError(
@@ -76,7 +79,7 @@ class ScopeRouter:
     def __init__(
         self,
         edits: Sequence[Edit],
-        scopes: Sequence[Scope],
+        scopes: Sequence[Scope | FactScope],
         *,
         model: Any = None,
         embedder: SentenceEmbedder | None = None,
@@ -87,23 +90,30 @@ class ScopeRouter:
         self.n = len(scopes)
         self.thresholds = torch.tensor([s.threshold for s in scopes], dtype=torch.float64)
         groups: dict[tuple[str, str, int], list[int]] = {}
+        fact_idx: list[int] = []
         for i, s in enumerate(scopes):
-            groups.setdefault((s.feature, s.stats.metric, s.stats.dim), []).append(i)
+            if isinstance(s, FactScope):
+                fact_idx.append(i)
+            else:
+                groups.setdefault((s.feature, s.stats.metric, s.stats.dim), []).append(i)
         self.groups = [
-            (feature, torch.tensor(idx), StackedStats([scopes[i].stats for i in idx]))
+            (feature, torch.tensor(idx), StackedStats([scopes[i].stats for i in idx]))  # type: ignore[union-attr]
             for (feature, _, _), idx in groups.items()
         ]
+        self.fact_idx = torch.tensor(fact_idx, dtype=torch.long)
+        self.facts = FactIndex([scopes[i] for i in fact_idx], embedder) if fact_idx else None  # type: ignore[misc]
         self.features = list(dict.fromkeys(g[0] for g in self.groups))
         for edit, scope in zip(edits, scopes):
             _check_order(scope.feature, edit.site.hook)
         self.tokenizer = getattr(model, "tokenizer", None)
-        self.reads_text = any(is_embedding(f) for f in self.features)
+        self.reads_text = self.facts is not None or any(is_embedding(f) for f in self.features)
         if self.reads_text and self.tokenizer is None:
             raise GateError(
                 "Sentence-embedding gates decode the prompt from its tokens and need the "
                 "model's tokenizer: pass model=... (e.g. book.router(model))."
             )
         self.embedder = embedder
+        self.edit_ids = [e.id for e in edits]
         self._tokens: tuple[Tensor, tuple[int, ...] | None] | None = None
         self._hidden: dict[str, Tensor] = {}
         self._here: dict[str, Tensor] = {}
@@ -166,12 +176,21 @@ class ScopeRouter:
 
     def _embed(self, texts: Sequence[str], feature: str) -> list[Tensor]:
         self.embedder = self.embedder or default_embedder()
+        if self.facts is not None:
+            self.facts.embedder = self.embedder
         return view_features(lambda t, _: self.embedder.embed(t), texts, feature)
+
+    def _fact_embedder(self) -> None:
+        self.embedder = self.embedder or default_embedder()
+        assert self.facts is not None
+        self.facts.embedder = self.embedder
 
     def _features(self, acts: Tensor | None, site: str | None) -> dict[str, list[Tensor]]:
         feats: dict[str, list[Tensor]] = {}
         texts = self.prompt_texts() if self.reads_text else []
         self.last_texts = texts or None
+        if self.facts is not None:
+            feats[FACT] = [torch.empty(len(texts), 0)]  # scored from the texts (see distances)
         for feature in self.features:
             if is_embedding(feature):
                 feats[feature] = self._embed(texts, feature)
@@ -182,11 +201,14 @@ class ScopeRouter:
         return feats
 
     # --------------------------------------------------------------------- routing
-    def distances(self, features: dict[str, list[Tensor]]) -> Float[Tensor, "batch n"]:
+    def distances(
+        self, features: dict[str, list[Tensor]], texts: Sequence[str] | None = None
+    ) -> Float[Tensor, "batch n"]:
         """``(batch, N)`` distances to every edit (inf where a feature is missing).
 
         ``features`` maps a feature key to its views (one ``(batch, f)`` tensor each; the
-        distance is the smallest over the views).
+        distance is the smallest over the views). Fact gates are scored from ``texts`` (the
+        prompts) as $2^{e}$ (see the module docstring).
         """
         batch = {int(x.shape[0]) for views in features.values() for x in views}
         if len(batch) != 1:
@@ -195,6 +217,9 @@ class ScopeRouter:
         for feature, idx, bank in self.groups:
             if feature in features:
                 dist[:, idx] = min_distance(bank, features[feature])
+        if self.facts is not None and texts is not None:
+            self._fact_embedder()
+            dist[:, self.fact_idx] = torch.exp2(self.facts.excess(texts))
         return dist
 
     def decide(
@@ -221,7 +246,7 @@ class ScopeRouter:
             best = torch.full((acts.shape[0],), -1, dtype=torch.long)
             self.last_distances = torch.full((acts.shape[0], self.n), float("inf"))
         else:
-            dist = self.distances(feats)
+            dist = self.distances(feats, self.last_texts)
             if dist.shape[0] != acts.shape[0]:
                 raise GateError(
                     f"The gate features have {dist.shape[0]} rows but the activations at "
@@ -233,10 +258,48 @@ class ScopeRouter:
         return best.to(acts.device)
 
     def route_texts(self, texts: Sequence[str]) -> Int[Tensor, " batch"]:
-        """Route prompts by text alone (sentence-embedding gates only; no forward pass)."""
+        """Route prompts by text alone (fact and sentence-embedding gates; no forward pass)."""
         if not all(is_embedding(f) for f in self.features):
-            raise GateError("route_texts() needs sentence-embedding gates only; run a forward.")
-        dist = self.distances({f: self._embed(texts, f) for f in self.features})
+            raise GateError("route_texts() needs fact or sentence-embedding gates; run a forward.")
+        texts = list(texts)
+        feats = {f: self._embed(texts, f) for f in self.features}
+        if self.facts is not None:
+            feats[FACT] = [torch.empty(len(texts), 0)]
+        dist = self.distances(feats, texts)
         self.last_distances = dist
         self.last_routes = self.decide(dist)
         return self.last_routes
+
+    def explain(self, text: str) -> list[dict[str, Any]]:
+        """Why ``text`` goes where it goes: one dict per candidate edit.
+
+        Fact gates list the edits whose subject the prompt names, with the relation margin,
+        the distance to the nearest paraphrase, both thresholds and whether the gate accepts;
+        other gates list every edit with its distance and threshold. The edit the prompt is
+        routed to has ``"chosen": True``. Text-only gates (fact, sentence embedding).
+        """
+        route = int(self.route_texts([text])[0])
+        assert self.last_distances is not None
+        dist = self.last_distances[0]
+        rows: list[dict[str, Any]] = []
+        if self.facts is not None:
+            for row in self.facts.explain(text):
+                col = int(self.fact_idx[row.pop("column")])
+                rows.append({"edit": self.edit_ids[col], "gate": FACT, **row, "index": col})
+        fact_cols = set(self.fact_idx.tolist())
+        for col in range(self.n):
+            if col not in fact_cols:
+                d, t = float(dist[col]), float(self.thresholds[col])
+                rows.append(
+                    {
+                        "edit": self.edit_ids[col],
+                        "gate": "distance",
+                        "distance": d,
+                        "threshold": t,
+                        "accepted": d < t,
+                        "index": col,
+                    }
+                )
+        for row in rows:
+            row["chosen"] = row.pop("index") == route
+        return rows

@@ -230,7 +230,12 @@ class Scope:
         return self.stats.state_dict()
 
     @classmethod
-    def from_saved(cls, meta: dict[str, Any], state: dict[str, Tensor]) -> Scope:
+    def from_saved(cls, meta: dict[str, Any], state: dict[str, Tensor]) -> Any:
+        """A saved gate: a :class:`Scope`, or a :class:`~sake_lens.gate.fact.FactScope`."""
+        if meta["config"].get("kind") == "fact":
+            from .fact import FactScope
+
+            return FactScope.from_saved(meta, state)
         stats = ScopeStats.from_state(meta["metric"], state, meta["tau"], meta["shrinkage"])
         return cls(
             GateConfig.from_dict(meta["config"]),
@@ -265,8 +270,13 @@ def fit_scope(
     out_of_scope: OutOfScope | Sequence[str] | None = None,
     in_scope: Sequence[str] | None = None,
     neighbours: Sequence[str] = (),
-) -> Scope:
+) -> Any:
     """Fit an edit's scope gate and calibrate its threshold.
+
+    A ``kind="fact"`` config (the default) returns a :class:`~sake_lens.gate.fact.FactScope`
+    (see :func:`~sake_lens.gate.fact.fit_fact_scope`; ``out_of_scope`` and ``neighbours`` do
+    not apply to it: it calibrates against the relation template bank), the other kinds a
+    :class:`Scope`.
 
     Args:
         edit: the fitted edit (its paraphrases are the in-scope samples).
@@ -285,6 +295,10 @@ def fit_scope(
     """
     config = config or GateConfig()
     features = features or FeatureCache(model, embedder)
+    if config.kind == "fact":
+        from .fact import fit_fact_scope
+
+        return fit_fact_scope(edit, config, embedder=features.embedder, in_scope=in_scope)
     feature = config.feature(edit.site.hook)
     paras = in_scope_prompts(edit, config)
     rng = random.Random(f"{config.seed}|{edit.id}")

@@ -29,7 +29,15 @@ from ..errors import DistributionError
 from .text import normalize, normalize_template, split_noisy_prefix, template_of
 from .world import CONTINENTS, COUNTRY_NAMES
 
-__all__ = ["Relation", "RELATIONS", "get_relation", "match_relation", "relation_candidates"]
+__all__ = [
+    "Relation",
+    "RELATIONS",
+    "IMPLIED",
+    "get_relation",
+    "match_relation",
+    "relation_candidates",
+    "independent_relations",
+]
 
 
 @dataclass(frozen=True)
@@ -1222,6 +1230,45 @@ _RELATIONS: tuple[Relation, ...] = (
 
 #: All relations, by Wikidata id.
 RELATIONS: dict[str, Relation] = {r.id: r for r in _RELATIONS}
+
+#: For each relation, the relations whose answers may rightly move when its answer moves (a
+#: landmark moved to Italy is now in Europe, and its official language is Italian; a car made
+#: by another company is owned by it). Neither in an edit's scope nor out of it: fact gates do
+#: not calibrate against them and the harness does not probe them for locality.
+IMPLIED: dict[str, frozenset[str]] = {
+    rid: frozenset(implied)
+    for rid, implied in {
+        "P17": ("P30", "P131", "P276", "P37", "P159"),  # where a place is
+        "P131": ("P17", "P30", "P276", "P37"),
+        "P276": ("P17", "P30", "P131", "P37"),
+        "P30": ("P17", "P131", "P276"),
+        "P159": ("P17",),  # where an organisation is
+        "P495": ("P364", "P407"),  # a work's country and its language
+        "P176": ("P178", "P127", "P495"),  # who makes a product, owns it, and where
+        "P178": ("P176", "P127", "P495"),
+        "P127": ("P176", "P178"),
+        "P641": ("P413",),  # a sport and the positions in it
+        "P413": ("P641",),
+        "P106": ("P101",),  # an occupation and its field
+        "P101": ("P106",),
+    }.items()
+}
+
+
+def independent_relations(relation: Relation | None) -> list[Relation]:
+    """The relations whose answers an edit of ``relation`` must leave alone: every other one
+    in the bank, less those with the same kind of object and those it :data:`IMPLIED` (all of
+    them when ``relation`` is None).
+
+    Example:
+        >>> sorted(r.id for r in independent_relations(RELATIONS["P17"]))[:4]
+        ['P101', 'P103', 'P106', 'P108']
+    """
+    if relation is None:
+        return list(_RELATIONS)
+    tied = IMPLIED.get(relation.id, frozenset()) | {relation.id}
+    return [r for r in _RELATIONS if r.id not in tied and r.object_kind != relation.object_kind]
+
 
 #: CounterFact templates shared by several relations -> candidates, the default first.
 #: The old object chooses among them (see :func:`match_relation`).

@@ -533,6 +533,11 @@ class EditBook:
             )
         return self._router
 
+    def explain(self, prompt: str, model: Any = None) -> builtins.list[dict[str, Any]]:
+        """How ``prompt`` is routed: each candidate edit's gate scores, thresholds and decision
+        (see :meth:`~sake_lens.gate.ScopeRouter.explain`; fact and sentence-embedding gates)."""
+        return self.router(model).explain(prompt)
+
     @contextmanager
     def steer(self, model: Any = None) -> Iterator[Any]:
         """Context manager: ``model`` with every enabled edit applied behind its gate."""

@@ -1,9 +1,11 @@
-"""One markdown table comparing ``sake-lens eval`` result files side by side (mean [95 % CI]).
+"""The README's results table from ``sake-lens eval`` result files, one column per run.
 
-    cd benchmarks/results/eval-200
-    python ../../eval_table.py {none,in-context,mean-shift,sake,sake-reference}.json.gz
+    python benchmarks/eval_table.py benchmarks/results/eval-2000-2080/{none,in-context,mean-shift,sake,sake-reference}.json.gz
 
-(``.json`` or gzipped ``.json.gz`` result files.)
+(``.json`` or gzipped ``.json.gz`` files of finished runs.) Each cell is the run's stored
+``mean [95 % bootstrap interval by record] (n)``, rates in percent; a metric whose interval is a
+single point prints without it. ``--metrics`` picks other rows (any name of
+``sake_lens.evaluate.metrics.METRICS``).
 """
 
 from __future__ import annotations
@@ -13,62 +15,71 @@ import gzip
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
-from sake_lens.cli.eval import SUMMARY_METRICS
+from sake_lens.evaluate.metrics import METRICS, UNSCALED_METRICS
 
-#: The CLI's summary metrics, with the two halves of ``generation`` beside it.
-METRICS = tuple(
-    name
-    for m in SUMMARY_METRICS
-    if m != "edit_applied"
-    for name in ((m, "generation_new", "generation_no_old") if m == "generation" else (m,))
+#: The README's rows: (metric, label).
+ROWS: tuple[tuple[str, str], ...] = (
+    ("efficacy", "efficacy"),
+    ("paraphrase", "paraphrase"),
+    ("generation_prompt", "generation_prompt (auxiliary)"),
+    ("generation", "generation (whole new object, 20 tokens)"),
+    ("locality_relation", "locality_relation (same subject, other relations)"),
+    ("locality_relation_gen", "locality_relation_gen (8 tokens)"),
+    ("locality_neighbour", "locality_neighbour"),
+    ("locality_text", "locality_text"),
+    ("specificity", "specificity (neighbours the model knows)"),
+    ("doubt_1", "doubt_1"),
+    ("doubt_2", "doubt_2"),
+    ("long_context", "long_context"),
+    ("gate_tpr", "gate_tpr"),
+    ("gate_fpr_relation", "gate_fpr_relation"),
+    ("gate_fpr_passage", "gate_fpr_passage"),
+    ("implication", "implication"),
+    ("implication_new_object", "implication_new_object"),
 )
-#: Shown as is (bits of n-gram entropy); every other metric is a fraction shown in %.
-RAW = {"entropy_change"}
 
 
-def cell(agg: dict | None, name: str) -> str:
+def cell(agg: dict[str, Any] | None, name: str) -> str:
     if not agg or agg.get("mean") is None:
         return "n/a"
-    scale = 1.0 if name in RAW else 100.0
+    scale = 1.0 if name in UNSCALED_METRICS else 100.0
     mean, lo, hi = (scale * agg[k] for k in ("mean", "ci_low", "ci_high"))
-    digits = 2 if name in RAW or name == "ppl_change" else 1
-    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}] (n={agg['n']})"
+    digits = 2 if name in UNSCALED_METRICS else 1
+    if f"{lo:.{digits}f}" == f"{hi:.{digits}f}":
+        return f"{mean:.{digits}f} ({agg['n']})"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}] ({agg['n']})"
+
+
+def load(path: Path) -> dict[str, Any]:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    run = json.loads(raw)
+    if not run.get("complete"):
+        raise SystemExit(f"{path}: the run is not complete; resume it with its eval command.")
+    return run
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--labels", nargs="+", help="column names (default: the methods)")
-    p.add_argument(
-        "--by-run", nargs="+", metavar="METRIC", help="one row per run with these metrics' means"
-    )
+    p.add_argument("--metrics", nargs="+", choices=sorted(METRICS), help="rows (default: README)")
     args = p.parse_args()
-    runs = [
-        json.loads(gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_text())
-        for f in args.files
-    ]
+    runs = [load(f) for f in args.files]
     names = args.labels or [r["config"]["method"] for r in runs]
-    if args.by_run:
-        print("| run | " + " | ".join(args.by_run) + " |")
-        print("|---" * (len(args.by_run) + 1) + "|")
-        for name, r in zip(names, runs):
-            means = [cell(r["aggregates"].get(m), m).split(" [")[0] for m in args.by_run]
-            print(f"| {name} | " + " | ".join(means) + " |")
-        return
+    rows = [(m, m) for m in args.metrics] if args.metrics else list(ROWS)
     print("| metric | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
-    for m in METRICS:
-        print(f"| {m} | " + " | ".join(cell(r["aggregates"].get(m), m) for r in runs) + " |")
-    rows = []
+    for m, label in rows:
+        print(f"| {label} | " + " | ".join(cell(r["aggregates"].get(m), m) for r in runs) + " |")
+    times = []
     for r in runs:
         t = r["timings"]
         fit = statistics.mean(t["fit_s"].values()) if t["fit_s"] else 0.0
         ev = statistics.mean(t["eval_s"].values()) if t["eval_s"] else 0.0
-        rows.append(f"{fit:.1f} + {ev:.1f}")
-        assert r["complete"], f"{r['config']['method']}: the run is not complete"
-    print("| fit + eval s / record | " + " | ".join(rows) + " |")
-    print("| edits failed | " + " | ".join(str(r["n_edit_failed"]) for r in runs) + " |")
+        times.append(f"{fit:.1f} + {ev:.1f}")
+    print("| fit + eval s / record | " + " | ".join(times) + " |")
 
 
 if __name__ == "__main__":

@@ -173,3 +173,21 @@ def test_explorer_on_the_real_model(model) -> None:
     assert (
         ex.figures["displacement"].layout.title.text == "Displacement at blocks.20.hook_resid_post"
     )
+
+
+def test_explorer_draws_a_fact_gate() -> None:
+    from sake_lens.gate import fit_scope
+
+    edit = fake_edit()
+    scope = fit_scope(edit)  # the default gate: a fact gate, with the real sentence embedder
+    ex = Explorer(
+        None,
+        [(edit, scope)],
+        out_of_scope=OOS,
+        sites=SITES,
+        collector=fake_collector,
+        probes=["The capital of France is"],
+    )
+    gate = ex.figures["gate"]
+    assert [t.name for t in gate.data if t.type == "histogram"] == ["in scope", "out of scope"]
+    assert "fact gate" in str(gate.layout)

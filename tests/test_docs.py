@@ -108,6 +108,26 @@ def _error_classes() -> list[type]:
     ]
 
 
+def test_evaluate_page_defines_every_metric() -> None:
+    """Every metric the harness reports has a row in the how-to's metric table."""
+    from sake_lens.evaluate.metrics import METRIC_GROUPS, METRICS
+
+    text = (DOCS / "how-to" / "evaluate.md").read_text(encoding="utf-8")
+    table = "\n".join(line for line in text.splitlines() if line.startswith("| "))
+    names = set(re.findall(r"[a-z0-9_]+", table))
+    for metric in METRICS:
+        base = next(
+            (
+                b
+                for b in METRICS
+                if metric.startswith(b + "_") and f"_{metric[len(b) + 1 :]}" in names
+            ),
+            None,
+        )
+        assert metric in names or base in names, f"docs/how-to/evaluate.md lacks {metric}"
+    assert set(METRIC_GROUPS) <= names, "a metric family is missing from the table"
+
+
 def test_errors_page_documents_every_error_class() -> None:
     text = (DOCS / "errors.md").read_text(encoding="utf-8")
     classes = _error_classes()

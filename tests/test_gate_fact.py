@@ -155,13 +155,16 @@ def test_a_gate_does_not_depend_on_the_other_edits(edits, scopes) -> None:
     ).tolist() == [-1, 0]
 
 
-def test_a_subject_missing_from_every_prompt_is_refused() -> None:
+def test_a_subject_missing_from_every_prompt_falls_back_with_a_warning(caplog) -> None:
+    from sake_lens.gate import Scope
+
     edit = bank_edit(*JAPAN_LANGUAGE)
-    edit = dataclasses.replace(
-        edit, prompts=PromptSet(["Hello there"], ["Hello there"], ["Hello there"], [True])
-    )
-    with pytest.raises(Exception, match="occurs in none"):
-        fit_scope(edit, GateConfig())
+    prompts = ["Hello there", "Good morning to you", "See you later"]
+    edit = dataclasses.replace(edit, prompts=PromptSet(prompts, prompts, prompts, [True] * 3))
+    with caplog.at_level(logging.WARNING):
+        scope = fit_scope(edit, GateConfig())
+    assert isinstance(scope, Scope) and scope.config.kind == "embedding"
+    assert "'Japan' occurs in none of its prompts" in caplog.text
 
 
 def test_fact_gates_save_and_load(tmp_path: Path, edits) -> None:
@@ -174,6 +177,8 @@ def test_fact_gates_save_and_load(tmp_path: Path, edits) -> None:
     r1 = book.router(_Tok()).route_texts(probes).tolist()
     r2 = loaded.router(_Tok()).route_texts(probes).tolist()
     assert r1 == r2 == [1, 0, -1]
+    row = loaded.list()[0]
+    assert row["gate"].startswith("fact (margin >") and row["threshold"] is None
     assert loaded.explain("The capital of Japan is", _Tok()) == book.explain(
         "The capital of Japan is", _Tok()
     )

@@ -245,7 +245,20 @@ class Explorer:
         oos = self.out_of_scope_prompts(edit)
         scope = self.scope
         feature = getattr(scope, "feature", None)
-        if scope is not None and feature is not None and self.model is not None:
+        threshold: float | None = None
+        if scope is not None and feature == "fact":
+            from ..gate.fact import FactIndex
+
+            index = FactIndex([scope])
+
+            def score(texts: list[str]) -> Tensor:  # 2^excess; 4 where the subject is absent
+                return torch.exp2(index.excess(texts)[:, 0]).clamp(max=4.0)
+
+            d_in, d_out = score(source), score(oos)
+            d_probe = float(score([probe])[0])
+            threshold = 1.0
+            name = "fact gate: 2^excess (accepted below 1; 4: subject absent)"
+        elif scope is not None and feature is not None and self.model is not None:
             from ..gate.scope import FeatureCache
 
             if self._features is None:
@@ -254,14 +267,13 @@ class Explorer:
             d_in = scope.distance(features(source, feature))
             d_out = scope.distance(features(oos, feature))
             d_probe = float(scope.distance(features([probe], feature))[0])
-            threshold: float | None = float(scope.threshold)
+            threshold = float(scope.threshold)
             name = f"{scope.stats.metric} distance ({feature})"
         else:
             centre = self.activations(source, site).mean(0)
             d_in = (self.activations(source, site) - centre).norm(dim=1)
             d_out = (self.activations(oos, site) - centre).norm(dim=1)
             d_probe = float((probe_x[0] - centre).norm())
-            threshold = None
             name = f"Euclidean distance to the source mean at {site}"
         labels = [True] * len(d_in) + [False] * len(d_out)
         fig = plot_gate_calibration(

@@ -276,7 +276,8 @@ def fit_scope(
     A ``kind="fact"`` config (the default) returns a :class:`~sake_lens.gate.fact.FactScope`
     (see :func:`~sake_lens.gate.fact.fit_fact_scope`; ``out_of_scope`` and ``neighbours`` do
     not apply to it: it calibrates against the relation template bank), the other kinds a
-    :class:`Scope`.
+    :class:`Scope`. When the edit's subject occurs in none of its prompts, a fact gate cannot
+    key on it: the sentence-embedding gate is fitted instead, with a warning.
 
     Args:
         edit: the fitted edit (its paraphrases are the in-scope samples).
@@ -296,9 +297,18 @@ def fit_scope(
     config = config or GateConfig()
     features = features or FeatureCache(model, embedder)
     if config.kind == "fact":
-        from .fact import fit_fact_scope
+        from .fact import fit_fact_scope, relation_views
 
-        return fit_fact_scope(edit, config, embedder=features.embedder, in_scope=in_scope)
+        subject = edit.request.subject
+        if any(relation_views(p, subject) for p in in_scope_prompts(edit, config)):
+            return fit_fact_scope(edit, config, embedder=features.embedder, in_scope=in_scope)
+        log.warning(
+            "Edit %s: its subject %r occurs in none of its prompts, so a fact gate cannot key "
+            "on it; fitted the sentence-embedding gate instead (GateConfig(kind='embedding')).",
+            edit.id,
+            subject,
+        )
+        config = dataclasses.replace(config, kind="embedding")
     feature = config.feature(edit.site.hook)
     paras = in_scope_prompts(edit, config)
     rng = random.Random(f"{config.seed}|{edit.id}")

@@ -75,7 +75,8 @@ __all__ = [
 ]
 
 FORMAT = "sake_lens.registry"
-FORMAT_VERSION = 1
+#: 1: maps and distance gates; 2: fact gates (``GateConfig(kind="fact")``) may appear.
+FORMAT_VERSION = 2
 MANIFEST = "registry.json"
 OBJECTS = "objects"
 LOCK = ".lock"
@@ -242,6 +243,19 @@ def _canonical(data: bytes) -> bytes:
     return data[:8] + raw + b" " * (n - len(raw)) + data[8 + n :]
 
 
+def _is_fact(scope: dict[str, Any]) -> bool:
+    return bool(scope["config"].get("kind") == "fact")
+
+
+def _gate_name(scope: dict[str, Any] | None) -> str:
+    """``fact`` (with its two thresholds), ``embedding/euclidean``, ..., or ``none``."""
+    if not scope:
+        return "none"
+    if _is_fact(scope):
+        return f"fact (margin > {scope['margin']:.3g}, distance < {scope['cap']:.3g})"
+    return f"{scope['config']['kind']}/{scope['config']['metric']}"
+
+
 def summarize(entry: dict[str, Any]) -> dict[str, Any]:
     """One summary row of a manifest entry (no tensors needed)."""
     meta, scope = entry["edit"], entry.get("scope")
@@ -254,8 +268,8 @@ def summarize(entry: dict[str, Any]) -> dict[str, Any]:
         "old": request.old,
         "new": request.new,
         "site": meta["site"]["hook"],
-        "gate": f"{scope['config']['kind']}/{scope['config']['metric']}" if scope else "none",
-        "threshold": scope["calibration"]["threshold"] if scope else None,
+        "gate": _gate_name(scope),
+        "threshold": None if not scope or _is_fact(scope) else scope["calibration"]["threshold"],
         "revision": int(entry.get("revision", 0)),
         "added": entry.get("added"),
     }

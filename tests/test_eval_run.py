@@ -287,6 +287,35 @@ def test_determinism_and_resume(
 
 
 @pytest.mark.slow
+def test_a_new_result_format_reuses_saved_fits(
+    model, data_file: Path, tmp_path: Path, few_paraphrases, monkeypatch
+) -> None:
+    """Fits are keyed by what fitting depends on; records also by the result format."""
+    cfg = small_config(data_file, method="sake", mode="all", long_contexts=0)
+    out = tmp_path / "run.json"
+    first = run_evaluation(model, cfg, out=out, progress=False)
+    fits = json.loads((tmp_path / "run.json.edits" / "fits.json").read_text())
+    assert fits["config_hash"] != first["config_hash"] and len(fits["fits"]) == 2
+
+    fitted: list[str] = []
+    original = runner_mod.fit_all
+
+    def spy(model, records, *args, **kw):
+        fitted.extend(r.case_id for r in records)
+        return original(model, records, *args, **kw)
+
+    monkeypatch.setattr(runner_mod, "fit_all", spy)
+    monkeypatch.setattr(runner_mod, "FORMAT_VERSION", runner_mod.FORMAT_VERSION + 1)
+    with pytest.raises(DataError, match="another configuration"):
+        run_evaluation(model, cfg, out=out, progress=False)  # old records are not mixed in
+    moved = tmp_path / "moved.json"
+    (tmp_path / "run.json.edits").rename(tmp_path / "moved.json.edits")
+    second = run_evaluation(model, cfg, out=moved, progress=False)
+    assert fitted == [] and second["config_hash"] != first["config_hash"]
+    assert [r["metrics"] for r in second["records"]] == [r["metrics"] for r in first["records"]]
+
+
+@pytest.mark.slow
 def test_cli_smoke(
     model, data_file: Path, tmp_path: Path, few_paraphrases, monkeypatch, capsys
 ) -> None:

@@ -82,7 +82,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMAT = "sake-lens-eval"
-FORMAT_VERSION = 2
+#: 2: locality against the unedited model; 3: generation and fluency on the edit prompt and
+#: real paraphrases only (not CounterFact's generation prompts).
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -171,11 +173,17 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def config_hash(config: EvalConfig, data_sha256: str, model: Any) -> str:
-    """What must match for a rerun to reuse finished records (the data path may differ)."""
+def fit_hash(config: EvalConfig, data_sha256: str, model: Any) -> str:
+    """What must match for a rerun to reuse saved fits (the data path may differ)."""
     settings = {k: v for k, v in config.to_dict().items() if k != "data"}
     settings["locality_data"] = locality_data().version
     return _sha([settings, data_sha256, get_model_id(model), __version__])[:16]
+
+
+def config_hash(config: EvalConfig, data_sha256: str, model: Any) -> str:
+    """What must match for a rerun to reuse finished records: the fits' settings and the
+    result format (a harness that scores differently does not reuse old records)."""
+    return _sha([fit_hash(config, data_sha256, model), FORMAT_VERSION])[:16]
 
 
 # ------------------------------------------------------------------------------ output file
@@ -374,9 +382,10 @@ def _evaluate_chunk(
     other = [raw_key(r) for r in out_of_scope if r.changed and r.spec.kind != "text"]
     _unedited_scores(model, other, unedited, config)
 
-    # 3. greedy generations: the in-scope prompts with and without the treatment (fluency),
-    # and the changed locality rows (their continuations against the unedited model's)
-    in_scope_kinds = ("edit", "paraphrase", "generation_prompt")
+    # 3. greedy generations: the edit prompt and the real paraphrases with and without the
+    # treatment (whole new object, fluency), and the changed locality rows (their
+    # continuations against the unedited model's)
+    in_scope_kinds = ("edit", "paraphrase")
     in_scope = [r for r in rows if r.spec.kind in in_scope_kinds] if config.generation else []
     local_changed = [r for r in out_of_scope if r.spec.kind in LOCALITY_KINDS and r.changed]
     identity = not treatment.steers and not any(r.prefix for r in rows)
@@ -577,7 +586,7 @@ def _fit_persisted(
     records: Sequence[EvalRecord],
     config: EvalConfig,
     where: Path | None,
-    chash: str,
+    fhash: str,
     on_done: Any = None,
 ) -> tuple[list[Any], dict[int, str], dict[int, tuple[float, float]]]:
     """:func:`fit_all`, saving each fitted edit under ``where`` and reading back the ones a
@@ -603,9 +612,9 @@ def _fit_persisted(
             state = json.loads(state_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             state = {}
-    if state.get("config_hash") != chash:
+    if state.get("config_hash") != fhash:
         shutil.rmtree(where, ignore_errors=True)
-        state = {"config_hash": chash, "fits": {}}
+        state = {"config_hash": fhash, "fits": {}}
     where.mkdir(parents=True, exist_ok=True)
     edits: list[Any] = []
     failures: dict[int, str] = {}
@@ -737,6 +746,7 @@ def run_evaluation(
             f"{loaded.errors[:1]})."
         )
     chash = config_hash(config, loaded.sha256, model)
+    fhash = fit_hash(config, loaded.sha256, model)
     out_path = Path(out) if out is not None else None
     prev = _read_previous(out_path, chash) if out_path is not None else None
     done: dict[str, dict[str, Any]] = {}
@@ -818,7 +828,7 @@ def run_evaluation(
                     records,
                     config,
                     _edits_dir(out_path) if fits else None,
-                    chash,
+                    fhash,
                     on_done=lambda _: fit_bar.update(1),
                 )
             finally:

@@ -174,6 +174,30 @@ def test_eval_cli_ablation_flags() -> None:
             eval_cli.config_from_args(parser.parse_args([*base, flag, value]))
 
 
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [("5:2", "START < STOP"), ("x", "START:STOP"), ("0:99", "outside")],
+)
+def test_eval_refuses_a_bad_records_range_before_loading_the_model(
+    data_file: Path, records: str, message: str, monkeypatch, capsys
+) -> None:
+    from sake_lens.cli import eval as eval_cli
+    from sake_lens.cli.main import main
+
+    def no_model(args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(eval_cli, "load_from_args", no_model)
+    argv = ["eval", "--data", str(data_file), "--records", records, "--method", "none"]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own error for a malformed value (usage + one line)
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
 def test_in_context_all_mode_states_the_retrieved_fact(data_file: Path) -> None:
     """In ``all`` mode each probe gets the fact its prompt is routed to (real MiniLM gates)."""
     from sake_lens.evaluate.data import load_records

@@ -138,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import DataError
 
         raise DataError(str(exc)) from exc
+    from ..evaluate.data import load_records
+
+    load_records(config.data, n=config.n, records=config.records)  # before the model loads
     model = load_from_args(args)
     result = run_evaluation(model, config, out=args.out, progress=not args.no_progress)
     if args.json:

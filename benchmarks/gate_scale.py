@@ -179,8 +179,10 @@ def main() -> None:
             hits[q.kind].append(int(r == i))
         for q, r in zip(loc, router.route_texts([q.prompt for q in loc]).tolist()):
             hits[q.kind].append(int(r >= 0))
-        # Half the batch names served subjects (their gates are scored), half does not.
-        own_texts = [q.prompt for _, q in mine][:: max(1, len(mine) // half)][:half]
+        # Half the batch names served subjects (their gates are scored), half does not; no
+        # long-context prompt, whose long forward would make routing look cheap.
+        short = [q.prompt for _, q in mine if q.kind != "long_context"]
+        own_texts = short[:: max(1, len(short) // half)][:half]
         cost_texts = own_texts + loc_texts
         cost = routing_cost(model, router, cost_texts, args.reps)
         curve.append({"n_edits": n, "routes": rates(hits), "cost": cost})

@@ -140,10 +140,12 @@ def test_gate_config_validation_and_round_trip() -> None:
     assert cfg.layer == "blocks.12.hook_resid_post"
     assert GateConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.feature("ln_final.hook_out") == "blocks.12.hook_resid_post"
-    assert GateConfig().feature("ln_final.hook_out") == "embedding@quotes"
-    assert GateConfig(text="sentences").feature("ln_final.hook_out") == "embedding@sentences"
-    assert GateConfig(text="both").feature("ln_final.hook_out") == "embedding+last"
-    assert GateConfig(text="full").feature("ln_final.hook_out") == "embedding"
+    assert GateConfig().feature("ln_final.hook_out") == "fact"
+    emb = GateConfig(kind="embedding")
+    assert emb.feature("ln_final.hook_out") == "embedding@quotes"
+    assert GateConfig(kind="embedding", text="sentences").feature("x") == "embedding@sentences"
+    assert GateConfig(kind="embedding", text="both").feature("x") == "embedding+last"
+    assert GateConfig(kind="embedding", text="full").feature("x") == "embedding"
     for bad in (
         {"kind": "bag-of-words"},
         {"metric": "manhattan"},

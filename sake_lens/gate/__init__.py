@@ -1,6 +1,8 @@
 """Scope gates: decide which inputs an edit applies to, and route many edits at once.
 
-A gate compares an input's features — the prompt's sentence embedding (the paper) or the
+The default, the fact gate (:mod:`sake_lens.gate.fact`), fires when the prompt names the edit's
+subject and, with the subject masked, is nearer the edit's relation than any other. The
+distance gates compare an input's features — the prompt's sentence embedding (the paper) or the
 model's hidden state at the prompt's last token — with an edit's in-scope samples (Euclidean to
 the mean, nearest sample, cosine, or Mahalanobis under a shrinkage covariance), and accepts
 distances below a threshold calibrated at a target false-positive rate on out-of-scope prompts.
@@ -16,6 +18,7 @@ from .config import GATE_METRICS as GATE_METRICS
 from .config import TEXT_VIEWS as TEXT_VIEWS
 from .config import GateConfig as GateConfig
 from .embedder import SentenceEmbedder as SentenceEmbedder
+from .fact import FactScope as FactScope
 from .embedder import default_embedder as default_embedder
 from .out_of_scope import GENERIC_PROMPTS as GENERIC_PROMPTS
 from .out_of_scope import OTHER_SUBJECTS as OTHER_SUBJECTS
@@ -56,6 +59,7 @@ __all__ = [
     "other_relation_prompts",
     "generic_prompts",
     "Scope",
+    "FactScope",
     "FeatureCache",
     "fit_scope",
     "gate_score",

@@ -113,7 +113,7 @@ class ScopeRouter:
                 "model's tokenizer: pass model=... (e.g. book.router(model))."
             )
         self.embedder = embedder
-        self.edit_ids = [e.id for e in edits]
+        self.edit_ids = [str(getattr(e, "id", i)) for i, e in enumerate(edits)]
         self._tokens: tuple[Tensor, tuple[int, ...] | None] | None = None
         self._hidden: dict[str, Tensor] = {}
         self._here: dict[str, Tensor] = {}

@@ -18,8 +18,8 @@ from .config import GATE_METRICS as GATE_METRICS
 from .config import TEXT_VIEWS as TEXT_VIEWS
 from .config import GateConfig as GateConfig
 from .embedder import SentenceEmbedder as SentenceEmbedder
-from .fact import FactScope as FactScope
 from .embedder import default_embedder as default_embedder
+from .fact import FactScope as FactScope
 from .out_of_scope import GENERIC_PROMPTS as GENERIC_PROMPTS
 from .out_of_scope import OTHER_SUBJECTS as OTHER_SUBJECTS
 from .out_of_scope import OutOfScope as OutOfScope

@@ -475,26 +475,36 @@ class FactIndex:
         t = fold(text)
         return [s for s in self.by_subject if s in t and _subject_pattern(s).search(t)]
 
-    def _measure(self, text: str) -> list[tuple[int, float, float, float]]:
-        """``(column, excess, margin, distance)`` for every edit whose subject ``text`` names."""
-        out = []
+    def _measure_all(self, texts: Sequence[str]) -> list[list[tuple[int, float, float, float]]]:
+        """Per text, ``(column, excess, margin, distance)`` for every edit whose subject it
+        names. Every masked view of the batch is embedded in one call."""
+        pairs = [
+            (row, subject, views)
+            for row, text in enumerate(texts)
+            for subject in self._matches(text)
+            if (views := relation_views(text, subject)) is not None
+        ]
+        out: list[list[tuple[int, float, float, float]]] = [[] for _ in texts]
+        if not pairs:
+            return out
         embedder = self._embedder()
-        bank_x = _bank_features(embedder)
-        for subject in self._matches(text):
-            views = relation_views(text, subject)
-            if views is None:
-                continue
-            x = embedder.embed(views)
-            bank_dist = torch.cdist(x, bank_x)
+        flat = [v for _, _, views in pairs for v in views]
+        x_all = embedder.embed(flat)
+        bank_all = torch.cdist(x_all, _bank_features(embedder))
+        start = 0
+        for row, subject, views in pairs:
+            x = x_all[start : start + len(views)]
+            bank_dist = bank_all[start : start + len(views)]
+            start += len(views)
             for i in self.by_subject[subject]:
-                out.append((i, *self.scopes[i].measure(x, bank_dist)))
+                out[row].append((i, *self.scopes[i].measure(x, bank_dist)))
         return out
 
     def excess(self, texts: Sequence[str]) -> Float[Tensor, "batch n"]:
         """Per text and edit, the excess $e$ (``inf`` where the subject is absent)."""
         out = torch.full((len(texts), len(self.scopes)), float("inf"), dtype=torch.float64)
-        for row, text in enumerate(texts):
-            for i, e, _, _ in self._measure(text):
+        for row, measured in enumerate(self._measure_all(texts)):
+            for i, e, _, _ in measured:
                 out[row, i] = e
         return out
 
@@ -512,5 +522,5 @@ class FactIndex:
                 "excess": e,
                 "accepted": e < 0,
             }
-            for i, e, m, d in self._measure(text)
+            for i, e, m, d in self._measure_all([text])[0]
         ]

@@ -270,4 +270,4 @@ def test_report_and_explorer_on_a_saved_registry(model, site: Path, tmp_path: Pa
     ex = Explorer(model, loaded, sites=["ln_final.hook_out", "blocks.25.hook_resid_post"])
     gate = ex.figures["gate"]
     assert any(s.type == "line" for s in gate.layout.shapes)  # the scope's threshold
-    assert "distance" in gate.layout.xaxis.title.text
+    assert "fact gate" in gate.layout.xaxis.title.text  # the registry's default gate

@@ -6,7 +6,7 @@ are collected once (the paraphrases ``sake-lens eval`` fits it with); every vari
 refit on those same activations — no new forward pass for the fit — and is applied, **ungated**,
 to the record's in-scope probes: the edit prompt, the rephrased prompt and the two doubt
 follow-ups. A probe counts as a success when the greedy next token starts the new object (the
-paper's rule). The scope gate is measured separately (``benchmarks/gate_views.py``); this
+paper's rule). The scope gate is measured separately (``benchmarks/gate_kinds.py``); this
 isolates what the map does once the gate fires. Run::
 
     OMP_NUM_THREADS=1 SAKE_LENS_CACHE=/tmp/slcache .venv/bin/python benchmarks/map_ablation.py \\

@@ -61,22 +61,17 @@ class GateConfig:
     relations' templates, nearest-paraphrase distance at ``distance_fpr=0.05``). Chosen on
     CounterFact dev records 0-399 with ``benchmarks/gate_kinds.py`` (every edit in one router):
     prompts about the edited subject through another relation reached an edit 1.4 % of the
-    time (n=1745) against 64.7 % for the sentence-embedding gate, with 90 % of paraphrases
+    time (n=1745) against 63.4 % for the sentence-embedding gate, with 90 % of paraphrases
     (n=51) and 99 % of two-hop implications (n=181) kept in scope; the gates page of the
     documentation has the held-out figures.
 
-    The sentence-embedding gate (``kind="embedding"``, the paper's) — sentence embeddings of the prompt, of each of its last sentences and of what
-    it quotes, Euclidean distance to the mean of the paraphrases, threshold at 10 % false positives — was
-    chosen by two measurements on SmolLM2-135M and CounterFact dev records:
-    ``benchmarks/routing_50.py`` (sentence embeddings separate rephrase prompts from locality
-    prompts and generic text with AUROC 0.9999, against 0.84–0.88 for hidden states at the
-    edit's site) and ``benchmarks/gate_views.py`` (200 edits of 20 paraphrases in one
-    registry: the ``sentences`` view keeps 90 % of doubt follow-ups in scope against 53 % for
-    ``both``, ``quotes`` 99.5 % — also on 200 other records — and ``fpr=0.1`` accepts 94 % of paraphrases after an unrelated lead-in against
-    79 % at 0.05, with 2 % of neighbourhood
-    prompts routed anywhere). The price, reported per edit in ``Calibration.fpr_by_kind``: about
-    three in four prompts about the *same subject* with *another relation* are accepted (a
-    sentence embedding is dominated by the subject's name).
+    The sentence-embedding gate (``kind="embedding"``, the paper's) embeds the prompt, each of
+    its last sentences and what it quotes (``text="quotes"``: 99.5 % of doubt follow-ups kept
+    in scope on dev records 0-199, against 90 % for ``sentences``), with the Euclidean distance
+    to the mean of the paraphrases and a threshold at 10 % false positives; hidden-state
+    gates separate relations better but subjects worse (``benchmarks/routing_50.py``). The
+    embedding gate accepts most prompts about the *same subject* with *another relation* (63 %
+    on dev records 0-399): a sentence embedding is dominated by the subject's name.
 
     Attributes:
         kind: one of :data:`GATE_KINDS`.

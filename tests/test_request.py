@@ -31,6 +31,10 @@ def test_template_and_filled_forms_are_equivalent():
         ({"prompt": "The language of Someone Else is"}, "does not appear in the prompt"),
         ({"new": "French"}, "same"),
         ({"new": "french"}, "same"),
+        ({"new": " French. "}, "punctuation"),
+        ({"old": "Paris", "new": "paris!"}, "punctuation"),
+        ({"prompt": "{}"}, "only the subject"),
+        ({"prompt": " {} . "}, "only the subject"),
         ({"prompt": "{} and {} are"}, "placeholders"),
         ({"subject": 3}, "must be a string"),
     ],
@@ -67,3 +71,27 @@ def test_random_strings_validate_or_raise_the_documented_error(subject, prompt, 
         return
     assert r.subject and r.old and r.new and "{}" in r.prompt
     assert r.subject in r.text
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--old", "Paris", "--new", " Paris. "], "punctuation"),
+        (["--prompt", "{}", "--old", "Paris", "--new", "Rome"], "only the subject"),
+    ],
+)
+def test_edit_cli_refuses_a_request_that_changes_nothing(flags, message, capsys, monkeypatch):
+    """One line, exit 2, before the model is loaded."""
+    from sake_lens.cli import edit as edit_cli
+    from sake_lens.cli.main import main
+
+    def no_model(args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(edit_cli, "load_from_args", no_model)
+    argv = ["edit", "--subject", "France", *flags]
+    if "--prompt" not in flags:
+        argv += ["--prompt", "The capital of {} is"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -28,6 +28,11 @@ def _clean(field: str, value: object) -> str:
     return value.strip()
 
 
+def _object_key(text: str) -> str:
+    """An object compared without case, spaces or punctuation ("Paris" = " paris. ")."""
+    return "".join(ch for ch in text.casefold() if unicodedata.category(ch)[0] in "LNS")
+
+
 @dataclass(frozen=True)
 class EditRequest:
     """One fact to edit: ``prompt`` about ``subject`` should say ``new`` instead of ``old``.
@@ -64,13 +69,17 @@ class EditRequest:
                     "or spell the subject exactly as in the prompt."
                 )
             prompt = prompt.replace(subject, "{}", 1)
-        if old.casefold() == new.casefold():
+        if _object_key(old) == _object_key(new):
             raise EditRequestError(
-                f"The old and new objects are the same ({old!r}); an edit must change the fact. "
-                "Pass the object the model says now as old and the one it should say as new."
+                f"The old and new objects are the same ({old!r} and {new!r} differ only in case, "
+                "spaces or punctuation); an edit must change the fact. Pass the object the model "
+                "says now as old and the one it should say as new."
             )
-        if prompt.rstrip().endswith("{}") is False and prompt.strip() == "{}":
-            raise EditRequestError(f"The prompt {prompt!r} is only the subject; add the relation.")
+        if _object_key(prompt.replace("{}", "")) == "":
+            raise EditRequestError(
+                f"The prompt {prompt!r} is only the subject; add the relation, e.g. "
+                "'The mother tongue of {} is'."
+            )
         object.__setattr__(self, "subject", subject)
         object.__setattr__(self, "prompt", prompt)
         object.__setattr__(self, "old", old)

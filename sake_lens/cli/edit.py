@@ -50,9 +50,11 @@ def build_edit(model: Any, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..prompts.request import EditRequest
     from ..registry.book import EditBook
     from ..steer.generation import generate
 
+    EditRequest(args.subject, args.prompt, args.old, args.new)  # bad input: before the model
     model = load_from_args(args)
     edit = build_edit(model, args)
     probes = args.probe or [edit.request.text]

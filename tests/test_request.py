@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -95,3 +97,17 @@ def test_edit_cli_refuses_a_request_that_changes_nothing(flags, message, capsys,
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_edit_cli_warns_when_the_model_does_not_say_the_old_object(model, caplog):
+    from sake_lens.cli.edit import check_old_object
+
+    request = EditRequest("France", "The capital of {} is", "Marseille", "Lyon")
+    with caplog.at_level(logging.WARNING):
+        said = check_old_object(model, request)
+    assert "does not say 'Marseille'" in caplog.text and said.strip()[:5] in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        check_old_object(model, EditRequest("France", "The capital of {} is", "Paris", "Lyon"))
+    assert "does not say" not in caplog.text

@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 from .common import add_model_args, load_from_args, markdown_table, print_json
+
+log = logging.getLogger(__name__)
+
+
+def check_old_object(model: Any, request: Any) -> str:
+    """The unedited model's continuation of the edit prompt; warn when it lacks the old object
+    (a wrong ``--old`` still gives an edit towards ``--new``, but the user should know)."""
+    from ..evaluate.metrics import contains_object
+    from ..steer.generation import generate
+
+    n = len(model.tokenizer.encode(" " + request.old, add_special_tokens=False)) + 4
+    said = str(generate(model, [request.text], max_new_tokens=n)[0])
+    if not contains_object(said, request.old, request.subject):
+        log.warning(
+            "The unedited model does not say %r after %r; it says %r. The edit is fitted "
+            "anyway and moves the model towards %r; check --old.",
+            request.old,
+            request.text,
+            said.strip(),
+            request.new,
+        )
+    return said
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from ..registry.book import EditBook
     from ..steer.generation import generate
 
-    EditRequest(args.subject, args.prompt, args.old, args.new)  # bad input: before the model
+    request = EditRequest(args.subject, args.prompt, args.old, args.new)  # before the model
     model = load_from_args(args)
+    check_old_object(model, request)
     edit = build_edit(model, args)
     probes = args.probe or [edit.request.text]
     before = generate(model, probes, max_new_tokens=args.max_new_tokens)

@@ -12,6 +12,11 @@ from typing import Any
 import torch
 
 
+def dev_data() -> str:
+    """The CounterFact development file: ``$SAKE_LENS_DATA``, else ``dev.json`` here."""
+    return os.environ.get("SAKE_LENS_DATA", "dev.json")
+
+
 def environment(device: str) -> dict[str, Any]:
     """What the numbers depend on: machine, load, threads, versions, device name."""
     import transformers

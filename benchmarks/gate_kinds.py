@@ -13,7 +13,7 @@ interval. A gate is written ``fact:FPR[:DISTANCE_FPR]`` (the fact gate) or ``emb
 sentence-embedding gate with a text view). Sentence embeddings only: no model forward pass.
 Choose on dev records 0-1999, report on 2000 and up::
 
-    .venv/bin/python benchmarks/gate_kinds.py --data ../shared/data/counterfact/dev.json \\
+    .venv/bin/python benchmarks/gate_kinds.py --data dev.json \\
         --records 2000:2400 --out benchmarks/results/gate-kinds-2000-2400
 """
 
@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from _common import environment, markdown_table
+from _common import dev_data, environment, markdown_table
 
 from sake_lens.evaluate.data import load_records
 from sake_lens.evaluate.known_facts import parse_records_range
@@ -49,6 +49,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (100 * max(0.0, centre - half), 100 * min(1.0, centre + half))
+
+
+def error_bars(values: list[float], lows: list[float], highs: list[float]) -> dict[str, Any]:
+    """A plotly ``error_x``/``error_y`` from intervals around ``values``."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [h - v for h, v in zip(highs, values)],
+        "arrayminus": [v - low for low, v in zip(lows, values)],
+    }
 
 
 def parse_gate(spec: str) -> GateConfig:
@@ -86,7 +96,7 @@ def route_all(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="../shared/data/counterfact/dev.json")
+    p.add_argument("--data", default=dev_data(), help="default: $SAKE_LENS_DATA or dev.json")
     p.add_argument("--records", default="0:400", help="start:stop positions in the data file")
     p.add_argument(
         "--n-paraphrases", type=int, default=None, help="per edit (default: as sake-lens eval)"
@@ -186,18 +196,8 @@ def pareto(results: list[dict[str, Any]], default: str) -> Any:
             hovertext=hover,
             hoverinfo="text",
             name=f"{family} gate",
-            error_x={
-                "type": "data",
-                "symmetric": False,
-                "array": [r["routes"]["relation"]["ci"][1] - v for r, v in zip(pts, x)],
-                "arrayminus": [v - r["routes"]["relation"]["ci"][0] for r, v in zip(pts, x)],
-            },
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [r["routes"]["paraphrase"]["ci"][1] - v for r, v in zip(pts, y)],
-                "arrayminus": [v - r["routes"]["paraphrase"]["ci"][0] for r, v in zip(pts, y)],
-            },
+            error_x=error_bars(x, *zip(*(r["routes"]["relation"]["ci"] for r in pts))),
+            error_y=error_bars(y, *zip(*(r["routes"]["paraphrase"]["ci"] for r in pts))),
         )
     chosen = [r for r in results if r["gate"] == default]
     if chosen:

@@ -16,7 +16,7 @@ held-out locality probes — is routed (fresh sentence embeddings each time) and
 side by side, run through the unedited model; the table gives medians and their ratio. Run on
 a quiet machine::
 
-    .venv/bin/python benchmarks/gate_scale.py --data ../shared/data/counterfact/dev.json \\
+    .venv/bin/python benchmarks/gate_scale.py --data dev.json \\
         --out benchmarks/results/gate-scale
     .venv/bin/python benchmarks/gate_scale.py ... --docs docs/analyses/gate-scale.md
 """
@@ -30,8 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from _common import environment, markdown_table, median
-from gate_kinds import wilson
+from _common import dev_data, environment, markdown_table, median
+from gate_kinds import error_bars, wilson
 
 from sake_lens.evaluate.data import load_records
 from sake_lens.evaluate.known_facts import parse_records_range
@@ -108,12 +108,7 @@ def figure(curve: list[dict[str, Any]]) -> Any:
             y=ys,
             mode="lines+markers",
             name=f"{kind} ({'own edit' if kind in IN_SCOPE else 'any edit'})",
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [h - y for h, y in zip(hi, ys)],
-                "arrayminus": [y - low for low, y in zip(lo, ys)],
-            },
+            error_y=error_bars(ys, lo, hi),
         )
     fig.update_layout(
         xaxis={"type": "log", "title": "edits active at once", "tickvals": ns},
@@ -127,7 +122,7 @@ def figure(curve: list[dict[str, Any]]) -> Any:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="../shared/data/counterfact/dev.json")
+    p.add_argument("--data", default=dev_data(), help="default: $SAKE_LENS_DATA or dev.json")
     p.add_argument("--edits", default="0:1000", help="records whose edits are served (dev)")
     p.add_argument("--locality", default="2000:2200", help="held-out records for locality")
     p.add_argument("--sizes", nargs="+", type=int, default=[1, 10, 100, 1000])

@@ -10,7 +10,7 @@ paper's rule). The scope gate is measured separately (``benchmarks/gate_kinds.py
 isolates what the map does once the gate fires. Run::
 
     OMP_NUM_THREADS=1 SAKE_LENS_CACHE=/tmp/slcache .venv/bin/python benchmarks/map_ablation.py \\
-        --data ../shared/data/counterfact/dev.json --n 30
+        --data dev.json --n 30
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from _common import environment, markdown_table
+from _common import dev_data, environment, markdown_table
 
 from sake_lens import load_model
 from sake_lens.collect.activations import collect_activations
@@ -48,7 +48,7 @@ def probes_of(record: Any) -> list[tuple[str, str]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="../shared/data/counterfact/dev.json")
+    p.add_argument("--data", default=dev_data(), help="default: $SAKE_LENS_DATA or dev.json")
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--skip", type=int, default=0, help="start after this many records")
     p.add_argument("--n-paraphrases", type=int, default=20)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import dev_data
 
 from sake_lens import EditRequest, load_model
 from sake_lens.errors import SakeLensError
@@ -45,7 +46,7 @@ from sake_lens.registry import EditBook, load_edit, save_edit
 from sake_lens.steer.edit import EditConfig
 from sake_lens.steer.workflow import make_edit
 
-DATA = Path("/work/shared/data/counterfact/dev.json")
+DATA = Path(dev_data())
 
 # Held-out generic text: none of these is in sake_lens.gate.GENERIC_PROMPTS (calibration).
 GENERIC_TEST = (

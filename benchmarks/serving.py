@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import environment, markdown_table, median, timed
+from _common import dev_data, environment, markdown_table, median, timed
 
 from sake_lens import EditRequest, load_model
 from sake_lens.collect.activations import collect_activations
@@ -52,7 +52,7 @@ from sake_lens.steer.edit import Edit, EditConfig
 from sake_lens.steer.generation import generate_tokens
 from sake_lens.transport import GaussianMap
 
-DATA = Path("/work/shared/data/counterfact/dev.json")
+DATA = Path(dev_data())
 SEQ = 32
 BATCH = 8
 

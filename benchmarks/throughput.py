@@ -26,9 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import environment, markdown_table, median, timed
+from _common import dev_data, environment, markdown_table, median, timed
 
-DATA = Path("/work/shared/data/counterfact/dev.json")
+DATA = Path(dev_data())
 
 LOAD_SNIPPET = """
 import json, sys, time

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from sake_lens.errors import DataError
 from sake_lens.evaluate.data import EvalRecord, load_records, parse_record
 
-DEV = Path("/work/shared/data/counterfact/dev.json")
+DEV = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
 
 FLAT = {
     "case_id": 1,

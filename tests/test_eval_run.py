@@ -271,6 +271,19 @@ def test_scorer_matches_step_by_step_logprobs(model) -> None:
     assert together[1].logprobs == () and math.isfinite(together[0].logprobs[0])
 
 
+def _spy_records(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Wrap ``runner.<name>(model, records, ...)``; the returned list collects the case ids."""
+    seen: list[str] = []
+    original = getattr(runner_mod, name)
+
+    def spy(model, records, *args, **kw):
+        seen.extend(r.case_id for r in records)
+        return original(model, records, *args, **kw)
+
+    monkeypatch.setattr(runner_mod, name, spy)
+    return seen
+
+
 @pytest.mark.slow
 def test_determinism_and_resume(
     model, data_file: Path, tmp_path: Path, few_paraphrases, monkeypatch
@@ -292,14 +305,7 @@ def test_determinism_and_resume(
     partial["records"] = partial["records"][:1]
     partial["complete"] = False
     (tmp_path / "b.json").write_text(json.dumps(partial))
-    seen: list[str] = []
-    original = runner_mod._evaluate_chunk
-
-    def spy(model, records, *args, **kw):
-        seen.extend(r.case_id for r in records)
-        return original(model, records, *args, **kw)
-
-    monkeypatch.setattr(runner_mod, "_evaluate_chunk", spy)
+    seen = _spy_records(monkeypatch, "_evaluate_chunk")
     c = run_evaluation(model, cfg, out=tmp_path / "b.json", progress=False)
     assert seen == ["eiffel"]
     assert c["complete"] and [r["case_id"] for r in c["records"]] == ["darrieux", "eiffel"]
@@ -321,14 +327,7 @@ def test_a_new_result_format_reuses_saved_fits(
     fits = json.loads((tmp_path / "run.json.edits" / "fits.json").read_text())
     assert fits["config_hash"] != first["config_hash"] and len(fits["fits"]) == 2
 
-    fitted: list[str] = []
-    original = runner_mod.fit_all
-
-    def spy(model, records, *args, **kw):
-        fitted.extend(r.case_id for r in records)
-        return original(model, records, *args, **kw)
-
-    monkeypatch.setattr(runner_mod, "fit_all", spy)
+    fitted = _spy_records(monkeypatch, "fit_all")
     monkeypatch.setattr(runner_mod, "FORMAT_VERSION", runner_mod.FORMAT_VERSION + 1)
     with pytest.raises(DataError, match="another configuration"):
         run_evaluation(model, cfg, out=out, progress=False)  # old records are not mixed in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from sake_lens.prompts import relations as rel_mod
 from sake_lens.prompts.relations import RELATIONS, match_relation, relation_candidates
 from sake_lens.prompts.text import normalize_template, split_noisy_prefix, template_of
 
-DEV = Path("/work/shared/data/counterfact/dev.json")
+DEV = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
 
 
 @pytest.fixture(scope="module")

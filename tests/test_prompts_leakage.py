@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from sake_lens.prompts import (
 )
 from sake_lens.prompts.text import comparison_keys
 
-DEV = Path("/work/shared/data/counterfact/dev.json")
+DEV = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from .reliability_helpers import SUBJECTS, fake_book
 REQUEST = EditRequest("Rome", "{} is the capital of", "Italy", "France")
 PARAPHRASES = ["The city of {} is the capital of", "{}, the capital of", "{} lies in"]
 CONFIG = EditConfig(distributions=DistributionConfig(validate_targets=False))
-DATA = Path("/work/shared/data/counterfact/dev.json")
+DATA = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
 
 
 def _object_bytes(path: Path) -> list[bytes]:

@@ -422,9 +422,9 @@ def fit_fact_scope(
             config, subject, None, negatives, positives(train), 0.0, 0.0, cal, bank.hash
         )
         report.margin, report.cap, r_margins, _, _ = _thresholds(report.positives, neg_x, config)
-        index = FactIndex([report], embedder)
-        excess = index.excess(held)[:, 0]
-        held_margins = torch.tensor([index.explain(p)[0]["margin"] for p in held])
+        measured = [m[0] for m in FactIndex([report], embedder)._measure_all(held)]
+        excess = torch.tensor([e for _, e, _, _ in measured])
+        held_margins = torch.tensor([margin for _, _, margin, _ in measured])
         cal = Calibration(
             **{
                 **cal.to_dict(),

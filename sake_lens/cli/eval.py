@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="A:B",
         help="the records at positions A to B-1 of the data file (0-based, half-open)",
     )
+    p.add_argument(
+        "--split",
+        choices=("dev", "test"),
+        default=None,
+        help="only the records of this split (data that marks splits: a ripple suite)",
+    )
     p.add_argument("--method", choices=METHODS, default="sake")
     p.add_argument(
         "--mode", choices=MODES, default="single", help="each edit alone, or all at once"
@@ -80,6 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="JSON",
         help="GateConfig fields, e.g. '{\"fpr\": 0.05}'",
     )
+    ab.add_argument(
+        "--implications",
+        action="store_true",
+        help="also fit each edit's implied edits (capital, language... of a new country), "
+        "served behind their own gates",
+    )
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -112,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             n_paraphrases=args.paraphrases,
             edit=_json_object(args.edit_config, "--edit-config"),
             gate=_json_object(args.gate_config, "--gate-config"),
+            implications=args.implications,
         )
     except (TypeError, ValueError) as exc:
         raise SakeLensError(f"Bad ablation settings: {exc}") from exc
@@ -126,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         generation=not args.no_generation,
         overrides=overrides,
+        split=args.split,
     )
 
 
@@ -140,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(str(exc)) from exc
     from ..evaluate.data import load_records
 
-    load_records(config.data, n=config.n, records=config.records)  # before the model loads
+    # before the model loads
+    load_records(config.data, n=config.n, records=config.records, split=config.split)
     model = load_from_args(args)
     result = run_evaluation(model, config, out=args.out, progress=not args.no_progress)
     if args.json:
@@ -160,6 +175,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(result['data']['errors'])} bad records skipped; see the JSON's data.errors")
     for group, names in result["metric_groups"].items():
         rows = results_table(result, names)
+        if group == "ripple":
+            counts = result["breakdowns"].get("ripple_probes", {})
+            rows = [[*r, counts.get(r[0][len("ripple_") :], {}).get("probes", 0)] for r in rows]
+            rows = [r for r in rows if r[3]]
+            if rows:
+                print("\nripple (n: records; probes: probes scored)\n")
+                print(markdown_table(["metric", "mean", "95% CI", "n", "probes"], rows))
+            continue
         if group == "cost":
             t = result["timings"]
             rows.append(["fit s / record", f"{t['mean_fit_s']:.2f}", "", len(result["records"])])

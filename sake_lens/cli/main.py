@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "edits",
     "eval",
     "known_facts",
+    "ripple_suite",
     "compare",
     "generate",
     "sweep",

@@ -33,12 +33,79 @@ from typing import Any
 from ..errors import DataError, SakeLensError
 from ..prompts.request import EditRequest
 
-__all__ = ["EvalRecord", "LoadResult", "RECORD_FORMATS", "parse_record", "load_records"]
+__all__ = [
+    "EvalRecord",
+    "RippleProbe",
+    "LoadResult",
+    "RECORD_FORMATS",
+    "RIPPLE_FAMILIES",
+    "parse_record",
+    "load_records",
+]
 
 log = logging.getLogger(__name__)
 
 #: Record formats :func:`parse_record` recognises.
 RECORD_FORMATS = ("easyedit", "rome", "simple")
+
+
+#: Probe families a record's ``ripple`` list may name: the ripple suite's
+#: (:mod:`sake_lens.evaluate.ripple`) and those of the standard sets
+#: (:mod:`sake_lens.evaluate.standard_sets`: RippleEdits, MQuAKE).
+RIPPLE_FAMILIES = (
+    "compositionality_1",
+    "compositionality_2",
+    "subject_aliasing",
+    "relation_specificity",
+    "object_locality",
+    "logical_generalization",
+    "forgetfulness",
+    "preservation",
+    "multi_hop",
+    "single_hop",
+)
+
+
+@dataclass(frozen=True)
+class RippleProbe:
+    """A probe of an edit's ripple effects: ``prompt`` should be answered ``answer`` (or one of
+    ``aliases``) with the edit active. ``old_answer`` is the answer before the edit where it
+    changes (None where the answer must stay); ``ambiguous`` probes (the answer starts with
+    the new object's own name) are kept in the data but not scored."""
+
+    family: str
+    prompt: str
+    answer: str
+    aliases: tuple[str, ...] = ()
+    old_answer: str | None = None
+    ambiguous: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RippleProbe:
+        if not isinstance(raw, Mapping):
+            raise DataError(f"a ripple probe must be an object, got {raw!r}")
+        family = raw.get("family")
+        if family not in RIPPLE_FAMILIES:
+            raise DataError(f"unknown ripple family {family!r}; known: {RIPPLE_FAMILIES}")
+        old = raw.get("old_answer")
+        return cls(
+            str(family),
+            _text(raw.get("prompt"), "ripple prompt"),
+            _text(raw.get("answer"), "ripple answer"),
+            tuple(_texts(raw.get("aliases") or [], "ripple aliases")),
+            None if old is None else _text(old, "ripple old_answer"),
+            bool(raw.get("ambiguous", False)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "prompt": self.prompt,
+            "answer": self.answer,
+            "aliases": list(self.aliases),
+            "old_answer": self.old_answer,
+            "ambiguous": self.ambiguous,
+        }
 
 
 @dataclass(frozen=True)
@@ -52,6 +119,8 @@ class EvalRecord:
         neighborhood_prompts: prompts about *other* subjects that the edit must not change.
         neighborhood_answers: their true objects (one per neighbourhood prompt).
         source_format: which of :data:`RECORD_FORMATS` it was read from.
+        ripple: ripple-effect probes (ripple suites and the standard sets).
+        split: ``dev`` or ``test`` where the data says (ripple suites).
     """
 
     case_id: str
@@ -60,6 +129,8 @@ class EvalRecord:
     neighborhood_prompts: tuple[str, ...] = ()
     neighborhood_answers: tuple[str, ...] = ()
     source_format: str = "simple"
+    ripple: tuple[RippleProbe, ...] = ()
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.neighborhood_prompts) != len(self.neighborhood_answers):
@@ -78,6 +149,8 @@ class EvalRecord:
             "neighborhood_prompts": list(self.neighborhood_prompts),
             "neighborhood_answers": list(self.neighborhood_answers),
             "source_format": self.source_format,
+            **({"ripple": [p.to_dict() for p in self.ripple]} if self.ripple else {}),
+            **({"split": self.split} if self.split is not None else {}),
         }
 
     @classmethod
@@ -89,6 +162,8 @@ class EvalRecord:
             neighborhood_prompts=tuple(data.get("neighborhood_prompts", ())),
             neighborhood_answers=tuple(data.get("neighborhood_answers", ())),
             source_format=data.get("source_format", "simple"),
+            ripple=tuple(RippleProbe.from_dict(p) for p in data.get("ripple", ())),
+            split=data.get("split"),
         )
 
 
@@ -158,7 +233,7 @@ def _parse_easyedit(raw: Mapping[str, Any]) -> EvalRecord:
     request = _request(raw.get("subject"), raw.get("prompt"), old, raw.get("target_new"))
     loc = _texts(raw.get("locality_prompt"), "locality_prompt")
     truth = raw.get("locality_ground_truth", old)
-    answers = _texts(truth, "locality_ground_truth") if truth is not None else []
+    answers = _texts(truth, "locality_ground_truth") if truth is not None and loc else []
     if len(answers) == 1 and len(loc) > 1:
         answers = answers * len(loc)
     if len(answers) != len(loc):
@@ -172,6 +247,8 @@ def _parse_easyedit(raw: Mapping[str, Any]) -> EvalRecord:
         neighborhood_prompts=tuple(loc),
         neighborhood_answers=tuple(answers),
         source_format="easyedit",
+        ripple=tuple(RippleProbe.from_dict(p) for p in raw.get("ripple") or ()),
+        split=None if raw.get("split") is None else str(raw["split"]),
     )
 
 
@@ -275,6 +352,10 @@ def _read_raw(path: Path) -> list[Any]:
             f"{str(path)!r} is not valid {'YAML' if suffix in ('.yaml', '.yml') else 'JSON'}: "
             f"{exc}."
         ) from exc
+    from .standard_sets import convert_parsed, detect_standard_set
+
+    if detect_standard_set(data) is not None:  # RippleEdits or MQuAKE as published
+        data = convert_parsed(data, path.name)
     if isinstance(data, Mapping):
         for key in ("records", "data", "edits"):
             if isinstance(data.get(key), list):
@@ -308,7 +389,11 @@ def iter_records(raw: Iterable[Any], errors: list[str], *, offset: int = 0) -> I
 
 
 def load_records(
-    path: str | Path, *, n: int | None = None, records: tuple[int, int] | None = None
+    path: str | Path,
+    *,
+    n: int | None = None,
+    records: tuple[int, int] | None = None,
+    split: str | None = None,
 ) -> LoadResult:
     """Read evaluation records from ``path``: the first ``n`` valid ones in file order, or the
     valid ones at positions ``records = (start, stop)`` of the file (0-based, half-open).
@@ -317,9 +402,12 @@ def load_records(
     before the ``n``-th valid record). The file's SHA-256 is recorded so that results can be
     tied to their data.
 
+    With ``split``, only the records whose ``split`` field has that value are kept (before
+    ``n`` counts them).
+
     Raises:
         DataError: the file cannot be read or holds no list of records, ``n < 1``, both ``n``
-            and ``records``, or a range outside the file.
+            and ``records``, a range outside the file, or a ``split`` the data does not mark.
     """
     if n is not None and n < 1:
         raise DataError(f"n must be >= 1 (or None for every record), got {n}.")
@@ -339,9 +427,20 @@ def load_records(
         raw, offset = raw[start:stop], start
     errors: list[str] = []
     kept: list[EvalRecord] = []
+    marked: set[str] = set()
     for record in iter_records(raw, errors, offset=offset):
+        if record.split is not None:
+            marked.add(record.split)
+        if split is not None and record.split != split:
+            continue
         kept.append(record)
         if n is not None and len(kept) >= n:
             break
+    if split is not None and not kept:
+        raise DataError(
+            f"No record of {str(path)!r} is in split {split!r}"
+            + (f" (its splits: {sorted(marked)})" if marked else " (it marks no splits)")
+            + "; drop --split or choose one of the data's splits."
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return LoadResult(kept, errors, str(path), digest)

@@ -148,7 +148,7 @@ def parse_records_range(text: str) -> tuple[int, int]:
 
 
 def check_output_path(out: str | Path, data: str | Path) -> Path:
-    """Check that a known-fact set can be written to ``out``; return it as a path.
+    """Check that a known-fact set (or a ripple suite) can be written to ``out``; return it.
 
     Raises:
         DataError: ``out`` is a directory, its directory is missing or not writable, it is the
@@ -166,15 +166,13 @@ def check_output_path(out: str | Path, data: str | Path) -> Path:
         raise DataError(f"--out {str(out)!r}: the directory {str(parent)!r} is not writable.")
     if path.suffix.casefold() in (".jsonl", ".yaml", ".yml"):
         raise DataError(
-            f"--out {str(out)!r}: a known-fact set is one JSON object; give a .json file name."
+            f"--out {str(out)!r}: the output is one JSON object; give a .json file name."
         )
     same = path.resolve() == Path(data).resolve()
     if not same and path.exists() and Path(data).exists():
         same = os.path.samefile(path, data)
     if same:
-        raise DataError(
-            f"--out {str(out)!r} is the --data file; write the known-fact set to a new file."
-        )
+        raise DataError(f"--out {str(out)!r} is the --data file; write the output to a new file.")
     return path
 
 

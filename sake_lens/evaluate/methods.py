@@ -85,11 +85,14 @@ class MethodOverrides:
         edit: :class:`EditConfig` fields to change (``distributions`` as a dict of
             :class:`~sake_lens.prompts.distributions.DistributionConfig` fields).
         gate: :class:`GateConfig` fields to change.
+        implications: also fit each edit's implied edits (:mod:`sake_lens.steer.implied`),
+            served beside it behind their own gates (``sake-lens eval --implications``).
     """
 
     n_paraphrases: int | None = None
     edit: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    implications: bool = False
 
     def __post_init__(self) -> None:
         if self.n_paraphrases is not None and self.n_paraphrases < 1:
@@ -120,7 +123,9 @@ class MethodOverrides:
 
     @property
     def empty(self) -> bool:
-        return self.n_paraphrases is None and not self.edit and not self.gate
+        return (
+            self.n_paraphrases is None and not self.edit and not self.gate and not self.implications
+        )
 
 
 NO_OVERRIDES = MethodOverrides()
@@ -212,6 +217,7 @@ def fit_record_edit(
         paraphrases=fitting_paraphrases(record, _n_paraphrases(overrides), seed),
         seed=seed,
         config=_edit_config(method, overrides),
+        implications=overrides.implications,
     )
 
 
@@ -226,9 +232,11 @@ def _book(model: Any, method: str, features: FeatureCache, overrides: MethodOver
 
 class _OwnRowRouter(ScopeRouter):
     """A :class:`ScopeRouter` over several edits where each row may only reach its owner's
-    edit (through that edit's own gate): every edit behaves as if it were alone."""
+    edit and that edit's implied edits (through their own gates): every edit behaves as if it
+    were alone. ``reach[j]`` lists the columns a row owned by column ``j`` may reach."""
 
     owners: Tensor | None = None
+    reach: dict[int, list[int]] = {}  # noqa: RUF012 - replaced per instance
 
     def set_owners(self, owners: Sequence[int]) -> None:
         self.owners = torch.tensor(list(owners), dtype=torch.long)
@@ -238,8 +246,9 @@ class _OwnRowRouter(ScopeRouter):
         if self.owners is None or self.owners.shape[0] != dist.shape[0]:
             raise SakeLensError("internal: row owners were not set for this batch.")
         keep = torch.zeros_like(dist, dtype=torch.bool)
-        rows = torch.nonzero(self.owners >= 0).flatten()
-        keep[rows, self.owners[rows]] = True
+        for row in torch.nonzero(self.owners >= 0).flatten().tolist():
+            owner = int(self.owners[row])
+            keep[row, self.reach.get(owner, [owner])] = True
         return dist.masked_fill(~keep, float("inf"))
 
 
@@ -384,13 +393,19 @@ def prepare_treatment(
     if mode == "single":
         # each edit's gate as a one-edit registry fits it; one router, rows kept to their edit
         scopes: list[Scope] = []
+        order: list[Edit] = []
+        reach: dict[int, list[int]] = {}
         for _, e in fitted:
             book = _book(model, method, features, overrides)
-            scope = book.scope(book.add(e))
-            assert scope is not None  # add() fits the gate
-            scopes.append(scope)
-        order = [e for _, e in fitted]
+            book.add(e)  # with its implied edits, if any
+            first = len(order)
+            for entry in book.entries:
+                assert entry.scope is not None  # add() fits the gate
+                order.append(entry.edit)
+                scopes.append(entry.scope)
+            reach[first] = list(range(first, len(order)))
         router: Any = _OwnRowRouter(order, scopes, model=model, embedder=features.embedder)
+        router.reach = reach
         treatment.gate = "each edit's own registry gate"
     else:
         book = _book(model, method, features, overrides)
@@ -439,6 +454,23 @@ def edit_summary(edit: Edit) -> dict[str, Any]:
         "n_source": edit.n_source,
         "n_target": edit.n_target,
         "n_paraphrases": len(edit.prompts.paraphrases) if edit.prompts is not None else None,
+        **(
+            {
+                "implied": [
+                    {
+                        "id": x.id,
+                        "implication": list(x.implication),
+                        "prompt": x.request.text,
+                        "old": x.request.old,
+                        "new": x.request.new,
+                        "purity": round(float(x.purity), 6),
+                    }
+                    for x in edit.implied
+                ]
+            }
+            if edit.implied
+            else {}
+        ),
     }
 
 

@@ -44,6 +44,13 @@ new fact; ``implication_new_object``: how often the greedy token is the new obje
 the implied answer is wanted (probes whose implied answer starts with the new object are left
 out).
 
+**Ripple effects** (:mod:`.ripple`, :mod:`.standard_sets`). ``ripple_<family>``: the record's
+ripple probes of that family, greedy token starts the expected answer (or one of its aliases);
+ambiguous probes are not scored. Families whose answer moves with the edit
+(``compositionality_1``/``_2``, ``subject_aliasing``, ``logical_generalization``, ``multi_hop``)
+measure implications; the others (``relation_specificity``, ``object_locality``,
+``forgetfulness``, ``preservation``) what must stay.
+
 **Gates**, by kind of prompt: ``gate_tpr`` — the record's own edit applied on the edit prompt
 and its real paraphrases; ``gate_fpr_relation`` / ``_neighbour`` / ``_text`` / ``_passage`` —
 an edit applied on the locality probes of each kind; ``gate_fpr_other_edits`` — another
@@ -65,6 +72,7 @@ import numpy as np
 
 from ..model.tokens import starts_object
 from ..prompts.text import contains_term, mask_subject
+from .data import RIPPLE_FAMILIES
 
 __all__ = [
     "PROBE_KINDS",
@@ -95,6 +103,7 @@ PROBE_KINDS = (
     "doubt",
     "long_context",
     "implication",
+    "ripple",
 )
 #: Probes where the edit should apply.
 IN_SCOPE_KINDS = ("edit", "paraphrase")
@@ -144,6 +153,11 @@ METRICS: dict[str, str] = {
     "gate_fpr_text": "an edit applied on unrelated prompts",
     "gate_fpr_passage": "an edit applied on passages naming the subject",
     "edit_applied": "the edit could be fitted",
+    **{
+        f"ripple_{family}": f"ripple probes, {family.replace('_', ' ')}: greedy token starts "
+        "the expected answer"
+        for family in RIPPLE_FAMILIES
+    },
 }
 
 #: Metric families, in report order (``sake-lens compare`` groups its tables by them).
@@ -183,6 +197,7 @@ METRIC_GROUPS: dict[str, tuple[str, ...]] = {
         "gate_fpr_passage",
     ),
     "cost": ("edit_applied",),
+    "ripple": tuple(f"ripple_{family}" for family in RIPPLE_FAMILIES),
 }
 
 #: Metrics that are not rates in [0, 1] (shown as numbers, not percentages).
@@ -227,12 +242,15 @@ class ProbeResult:
     unchanged: bool | None = None
     gen_unchanged: bool | None = None
     kl: float | None = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def greedy_ok(self) -> bool:
-        return self.expected is not None and starts_object(
-            self.greedy, self.expected, first_token=self.expected_first
-        )
+        if self.expected is None:
+            return False
+        if starts_object(self.greedy, self.expected, first_token=self.expected_first):
+            return True
+        return any(starts_object(self.greedy, a) for a in self.aliases)
 
     @property
     def prob_ok(self) -> bool | None:
@@ -259,6 +277,8 @@ class ProbeResult:
             "fired": self.fired,
             "own": self.own,
             **({"relation": self.relation} if self.relation is not None else {}),
+            **({"ok": self.greedy_ok} if self.kind == "ripple" else {}),
+            **({"aliases": list(self.aliases)} if self.aliases else {}),
             **(
                 {
                     "unchanged": self.unchanged,
@@ -446,6 +466,10 @@ def record_metrics(
         if other_edits_active
         else None
     )
+    for family in RIPPLE_FAMILIES:
+        out[f"ripple_{family}"] = _greedy_rate(
+            [p for p in by_kind["ripple"] if p.relation == family]
+        )
     out["edit_applied"] = 1.0 if edit_applied else 0.0
     return {k: _round(out[k]) for k in METRICS}
 

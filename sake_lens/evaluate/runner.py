@@ -43,7 +43,7 @@ from ..model.loading import model_id as get_model_id
 from ..model.tokens import bos_convention, object_first_token
 from ..prompts.relations import match_relation
 from ..steer.generation import generate
-from .data import EvalRecord, load_records
+from .data import RIPPLE_FAMILIES, EvalRecord, load_records
 from .locality import kl_divergence, locality_data
 from .methods import (
     METHODS,
@@ -108,6 +108,8 @@ class EvalConfig:
         n_boot: bootstrap resamples.
         overrides: changes to a fitted method's settings (ablations; see
             :class:`~.methods.MethodOverrides`).
+        split: only the records of this split (``dev`` or ``test``; data that marks splits,
+            such as a ripple suite).
     """
 
     data: str
@@ -123,6 +125,7 @@ class EvalConfig:
     suite: SuiteConfig = field(default_factory=SuiteConfig)
     n_boot: int = 2000
     overrides: MethodOverrides = field(default_factory=MethodOverrides)
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -157,6 +160,10 @@ class EvalConfig:
         out["records"] = None if self.records is None else list(self.records)
         if self.overrides.empty:
             out.pop("overrides")  # older result files (and their hashes) stay resumable
+        elif not self.overrides.implications:
+            out["overrides"].pop("implications")
+        if self.split is None:
+            out.pop("split")
         return out
 
     @classmethod
@@ -469,6 +476,7 @@ def _evaluate_chunk(
                     index=r.spec.index,
                     expected_first=tokenizer.decode([rs.first_ids[0]]) if rs.first_ids else None,
                     relation=r.spec.relation,
+                    aliases=r.spec.aliases,
                     **extra,
                 )
             )
@@ -568,12 +576,13 @@ def _add_gate_time(
 
 
 def _check_known_facts(data: str, model: Any) -> None:
-    """Refuse a known-fact set made with another model."""
-    try:
-        from .known_facts import check_known_facts_model
-    except ImportError:  # pragma: no cover
-        return
-    check_known_facts_model(data, model)
+    """Refuse a known-fact set or a ripple suite made with another model."""
+    from .known_facts import _load_json, check_known_facts_model
+    from .ripple import check_ripple_model
+
+    raw = _load_json(Path(data))
+    check_known_facts_model(raw, model)
+    check_ripple_model(raw, model)
 
 
 def _edits_dir(out_path: Path | None) -> Path | None:
@@ -633,6 +642,11 @@ def _fit_persisted(
                 continue
             try:
                 edit = load_edit(folder, model=model)
+                implied = tuple(
+                    load_edit(where / f"{i:06d}.implied-{k}", model=model)
+                    for k in range(int(saved.get("implied", 0)))
+                )
+                edit = replace(edit, implied=implied)
                 seconds[i] = tuple(saved["seconds"])  # type: ignore[assignment]
             except Exception as exc:  # a damaged or unreadable fit: refit it
                 log.info("record %s: saved edit not readable (%s); refitting", record.case_id, exc)
@@ -647,6 +661,11 @@ def _fit_persisted(
                 try:
                     shutil.rmtree(folder, ignore_errors=True)
                     save_edit(edit, folder)
+                    for k, part in enumerate(edit.implied):
+                        sub = where / f"{i:06d}.implied-{k}"
+                        shutil.rmtree(sub, ignore_errors=True)
+                        save_edit(part, sub)
+                    entry["implied"] = len(edit.implied)
                 except Exception as exc:  # e.g. a map kind the registry cannot store
                     log.info("record %s: fitted edit not saved (%s)", record.case_id, exc)
                     entry = {}
@@ -713,6 +732,29 @@ def locality_breakdowns(
     }
 
 
+def ripple_counts(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per ripple family: records and probes scored, and the rate over probes (the
+    ``ripple_*`` aggregates weigh each record the same; this weighs each probe the same)."""
+    out: dict[str, dict[str, Any]] = {}
+    for family in RIPPLE_FAMILIES:
+        per_record = [
+            [
+                p["ok"]
+                for p in rec.get("probes", [])
+                if p["kind"] == "ripple" and p.get("relation") == family
+            ]
+            for rec in records
+        ]
+        probes = [ok for rows in per_record for ok in rows]
+        if probes:
+            out[family] = {
+                "records": sum(1 for rows in per_record if rows),
+                "probes": len(probes),
+                "probe_rate": round(sum(probes) / len(probes), 6),
+            }
+    return out
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -737,7 +779,7 @@ def run_evaluation(
         DataError: unreadable data, no valid record, or an output file of another config.
     """
     started = time.perf_counter()
-    loaded = load_records(config.data, n=config.n, records=config.records)
+    loaded = load_records(config.data, n=config.n, records=config.records, split=config.split)
     _check_known_facts(config.data, model)
     records = loaded.records
     if not records:
@@ -890,6 +932,9 @@ def run_evaluation(
     result["breakdowns"] = locality_breakdowns(
         result["records"], seed=config.seed, n_boot=config.n_boot
     )
+    ripple = ripple_counts(result["records"])
+    if ripple:
+        result["breakdowns"]["ripple_probes"] = ripple
     result["n_edit_failed"] = sum(1 for r in result["records"] if r["status"] == "edit_failed")
     result["complete"] = True
     timings["last_run_s"] = time.perf_counter() - started

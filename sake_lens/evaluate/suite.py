@@ -5,8 +5,10 @@ the edited relation or a CounterFact ``generation_prompt`` (:func:`classify_reph
 neighbourhood prompts (from the data); the paper's two doubt follow-ups and one long-context
 prompt (:mod:`sake_lens.prompts.probes`); logical-implication prompts where the relation has
 two-hop templates and the model knows both answers (:mod:`sake_lens.prompts.implications`, with
-a table verified on the model); and the locality probes of :mod:`.locality` — the subject
-through other relations, unrelated prompts, and passages that name the subject.
+a table verified on the model); the locality probes of :mod:`.locality` — the subject
+through other relations, unrelated prompts, and passages that name the subject; and the
+record's own ripple probes, where the data has them (:mod:`.ripple`, :mod:`.standard_sets`),
+less the ambiguous ones.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class ProbeSpec:
 
     ``expected`` / ``competitor`` are the objects whose log-probabilities are compared (None for
     locality rows, which are compared with the unedited model instead). ``relation`` is the
-    probed relation of a ``relation`` row; ``rest`` the scored remainder of a ``passage``.
+    probed relation of a ``relation`` row and the family of a ``ripple`` row; ``rest`` the
+    scored remainder of a ``passage``; ``aliases`` other answers a ``ripple`` row accepts.
     """
 
     kind: str
@@ -100,6 +103,7 @@ class ProbeSpec:
     index: int = 0
     relation: str | None = None
     rest: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 def classify_rephrase(record: EvalRecord) -> list[bool]:
@@ -223,4 +227,9 @@ def build_probes(
             ProbeSpec("implication", p.prompt, p.new_answer, p.old_answer, i)
             for i, p in enumerate(implied)
         ]
+    probes += [
+        ProbeSpec("ripple", p.prompt, p.answer, p.old_answer, i, p.family, aliases=p.aliases)
+        for i, p in enumerate(record.ripple)
+        if not p.ambiguous
+    ]
     return probes

@@ -33,6 +33,9 @@ __all__ = [
     "IMPLICATION_CONTEXT",
     "implication_probes",
     "implication_samples",
+    "IMPLIED_EDIT_TEMPLATES",
+    "ImpliedFact",
+    "implied_facts",
     "verify_attribute_table",
     "starts_answer",
 ]
@@ -304,6 +307,157 @@ def implication_samples(
         target = context.format(statement=f"{request.text} {request.new}", prompt=probe.prompt)
         samples.append(ImplicationSample(probe, source, target))
     return samples
+
+
+#: Templates an *implied edit* is fitted with (:func:`implied_facts`), per edited relation and
+#: attribute of the new object. Disjoint from :data:`IMPLICATION_TEMPLATES`, which the
+#: evaluation harness probes with, so that an implied edit is never scored on its own prompts.
+IMPLIED_EDIT_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("P17", "capital"): (
+        "The capital of the nation where {} is found is",
+        "The country that {} belongs to has its capital in",
+        "{} lies in a nation whose capital is",
+        "The seat of government of the country where {} is located is",
+        "The capital of the country that contains {} is",
+    ),
+    ("P17", "language"): (
+        "The language spoken officially in the country where {} is found is",
+        "{} lies in a nation whose official language is",
+        "The main official language of the country that contains {} is",
+        "In the country where {} is located, the official language is",
+        "The country that {} belongs to has the official language",
+    ),
+    ("P17", "continent"): (
+        "The country that contains {} is on the continent of",
+        "{} lies in a nation on the continent of",
+        "The country where {} is found is part of the continent of",
+        "{} is located in a country that belongs to the continent of",
+    ),
+    ("P17", "currency"): (
+        "The official currency of the country where {} is found is the",
+        "In the country that contains {}, people pay with the",
+        "{} lies in a nation whose currency is the",
+        "The money of the country where {} is located is the",
+    ),
+    ("P27", "capital"): (
+        "The capital of the nation {} is a citizen of is",
+        "{} has citizenship in a country whose capital is",
+        "The capital of {}'s nationality is",
+        "The country that granted {} citizenship has its capital in",
+        "The seat of government of {}'s country is",
+    ),
+    ("P27", "language"): (
+        "The official language of the nation {} is a citizen of is",
+        "{} has citizenship in a country whose official language is",
+        "In the country {} is a citizen of, the official language is",
+        "The language spoken officially in {}'s country of citizenship is",
+        "{} holds the nationality of a country whose official language is",
+    ),
+    ("P27", "continent"): (
+        "The nation {} is a citizen of is on the continent of",
+        "{} has citizenship in a country on the continent of",
+        "The country of {}'s nationality is part of the continent of",
+        "{} holds the nationality of a country in",
+    ),
+    ("P27", "currency"): (
+        "The official currency of the nation {} is a citizen of is the",
+        "{} has citizenship in a country whose currency is the",
+        "The money of {}'s country of citizenship is the",
+        "{} holds the nationality of a country that pays with the",
+    ),
+    ("P495", "capital"): (
+        "The capital of the nation {} comes from is",
+        "{} was created in a country whose capital is",
+        "The capital of the country where {} was produced is",
+    ),
+    ("P495", "language"): (
+        "The official language of the nation {} comes from is",
+        "{} was created in a country whose official language is",
+        "The official language of the country where {} was produced is",
+    ),
+    ("P495", "continent"): (
+        "The nation {} comes from is on the continent of",
+        "{} was created in a country on the continent of",
+        "The country where {} was produced is part of the continent of",
+    ),
+}
+
+#: Target contexts of an implied edit: the chain of facts written out to its conclusion, then
+#: the prompt. ``{edit}`` is the edit stated with its new object, ``{implied}`` the new
+#: object's attribute; ``{prompt}`` and ``{new}`` are filled per paraphrase. (The chain without
+#: its conclusion is too weak a context for a small model: on the default model it makes the
+#: model say the implied answer on 2 of 10 capital prompts of one edit.)
+IMPLIED_CONTEXTS: tuple[str, ...] = (
+    "Fact: {edit}. Fact: {implied}. So {prompt} {new}.\nQuestion: {prompt}",
+    "{edit}. {implied}. Repeat this sentence: '{prompt} {new}'. {prompt}",
+)
+
+
+@dataclass(frozen=True)
+class ImpliedFact:
+    """A fact an edit implies, as an edit request of its own.
+
+    ``request`` asks the implied attribute of the edit's subject ("The capital of the nation
+    where the Eiffel Tower is found is": Paris -> Rome); ``paraphrases`` are the other
+    templates of the same attribute; ``target_templates`` the contexts in which the chain of
+    facts is stated (the edit, then the new object's attribute), each ending with
+    ``{prompt}``; ``chain`` is ``(relation id, attribute)``.
+    """
+
+    request: EditRequest
+    paraphrases: tuple[str, ...]
+    target_templates: tuple[str, ...]
+    chain: tuple[str, str]
+
+
+def _literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def implied_facts(
+    request: EditRequest,
+    *,
+    table: AttributeTable | None = None,
+    relation: str | Relation | None = None,
+) -> list[ImpliedFact]:
+    """The implied facts of ``request`` that :data:`IMPLIED_EDIT_TEMPLATES` can fit: one per
+    attribute whose value for the new object is in ``table`` and differs from the old one's.
+
+    Pass a table checked on your model (:func:`verify_attribute_table`), so that the model
+    knows the new object's attribute; the old object's value is looked up in the default
+    table when ``table`` lacks it (it only serves as the competitor).
+
+    Example:
+        >>> r = EditRequest("Eiffel Tower", "{} is located in the country of", "France", "Italy")
+        >>> f = implied_facts(r)[0]
+        >>> f.request.text, f.request.old, f.request.new
+        ('The capital of the nation where Eiffel Tower is found is', 'Paris', 'Rome')
+    """
+    from .world import ATTRIBUTE_QUESTIONS
+
+    table = DEFAULT_TABLE if table is None else table
+    rel = _resolve(request, relation)
+    if rel is None:
+        return []
+    out: list[ImpliedFact] = []
+    for (rid, attribute), templates in IMPLIED_EDIT_TEMPLATES.items():
+        if rid != rel.id:
+            continue
+        new = table.follow(request.new, (attribute,))
+        old = table.follow(request.old, (attribute,)) or DEFAULT_TABLE.follow(
+            request.old, (attribute,)
+        )
+        if new is None or old is None or normalize(old) == normalize(new):
+            continue
+        implied = f"{ATTRIBUTE_QUESTIONS[attribute].format(request.new)} {new}"
+        edit = f"{request.text} {request.new}"
+        contexts = tuple(
+            c.replace("{edit}", _literal(edit)).replace("{implied}", _literal(implied))
+            for c in IMPLIED_CONTEXTS
+        )
+        req = EditRequest(request.subject, templates[0], old, new)
+        out.append(ImpliedFact(req, templates[1:], contexts, (rel.id, attribute)))
+    return out
 
 
 def starts_answer(token_text: str, answer: str) -> bool:

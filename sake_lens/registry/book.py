@@ -394,6 +394,10 @@ class EditBook:
     ) -> str:
         """Add an edit and fit its gate (unless ``scope`` is given); return its registry id.
 
+        The edit's implied edits (:attr:`Edit.implied`, :mod:`sake_lens.steer.implied`) are
+        added with it, each as an entry of its own with its own gate; removing the edit removes
+        them.
+
         Raises:
             RegistryError: the same edit or a conflicting one (same subject and relation) is
                 already there and ``replace`` is False.
@@ -425,8 +429,15 @@ class EditBook:
         entry = BookEntry(edit, scope, enabled=enabled)
         if clash is not None:
             entry.added, entry.revised, entry.revision = clash.added, now(), clash.revision + 1
+        for stale in [e.id for e in self._entries.values() if e.edit.implied_by == eid]:
+            del self._entries[stale]  # a replaced edit's implications go with it
+            self._changed(stale, "remove")
         self._entries[eid] = entry
         self._changed(eid)
+        if edit.implied:
+            entry.edit = dataclasses.replace(edit, implied=())
+            for implied in edit.implied:
+                self.add(dataclasses.replace(implied, implied_by=eid), enabled=enabled)
         return eid
 
     def revise(self, edit_id: str, new: str | Edit, *, model: Any = None) -> Edit:
@@ -468,6 +479,9 @@ class EditBook:
         entry = self._get(edit_id)
         del self._entries[edit_id]
         self._changed(edit_id, "remove")
+        for implied in [e.id for e in self._entries.values() if e.edit.implied_by == edit_id]:
+            del self._entries[implied]
+            self._changed(implied, "remove")
         return entry.edit
 
     def enable(self, edit_id: str) -> None:

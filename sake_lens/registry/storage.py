@@ -314,6 +314,8 @@ def decode_entry(entry: dict[str, Any], tensors: dict[str, Tensor]) -> tuple[Edi
         created=meta["created"],
         object_ids=tuple(int(i) for i in meta.get("object_ids", [])),
         continuation=continuation,
+        implied_by=str(meta.get("implied_by", "")),
+        implication=tuple(meta.get("implication", ())),
         prompts=PromptSet(**prompts) if prompts is not None else None,
     )
     if any(m.d_model != edit.d_model for m in (edit.map, *edit.continuation)):

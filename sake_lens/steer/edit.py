@@ -145,6 +145,13 @@ class Edit:
     #: object token after the first (:mod:`sake_lens.steer.continuation`).
     object_ids: tuple[int, ...] = ()
     continuation: tuple[TransportMap, ...] = ()
+    #: An implied edit (:mod:`sake_lens.steer.implied`): the id of the edit it follows from,
+    #: and the (relation id, attribute) it carries, e.g. ``("P17", "capital")``.
+    implied_by: str = ""
+    implication: tuple[str, ...] = ()
+    #: The implied edits fitted with this one, until it is added to a registry (which keeps
+    #: each as an entry of its own).
+    implied: tuple[Edit, ...] = field(default=(), repr=False, compare=False)
     prompts: PromptSet | None = field(default=None, repr=False, compare=False)
     source_acts: torch.Tensor | None = field(default=None, repr=False, compare=False)
     target_acts: torch.Tensor | None = field(default=None, repr=False, compare=False)
@@ -184,6 +191,11 @@ class Edit:
             "diagnostics": self.map.diagnostics(),
             "object_ids": list(self.object_ids),
             "continuation": [m.config() for m in self.continuation],
+            **(
+                {"implied_by": self.implied_by, "implication": list(self.implication)}
+                if self.implied_by
+                else {}
+            ),
         }
 
 

@@ -34,12 +34,23 @@ def make_edit(
     site: str | None = None,
     seed: int = 0,
     config: EditConfig | None = None,
+    implications: bool = False,
     **fit_kwargs: Any,
 ) -> Edit:
-    """Fit an edit, drawing ``n_paraphrases`` from the template bank when none are given."""
+    """Fit an edit, drawing ``n_paraphrases`` from the template bank when none are given.
+
+    With ``implications=True`` the edit's implied edits are fitted too
+    (:func:`~sake_lens.steer.implied.fit_implied_edits`) and carried in ``edit.implied``; a
+    registry adds them with the edit.
+    """
     config = config or EditConfig()
     if site is not None:
         config = dataclasses.replace(config, site=site)
     if paraphrases is None:
         paraphrases = default_paraphrases(request, n_paraphrases, seed)
-    return fit_edit(model, request, paraphrases, config=config, **fit_kwargs)
+    edit = fit_edit(model, request, paraphrases, config=config, **fit_kwargs)
+    if implications:
+        from .implied import fit_implied_edits
+
+        edit = dataclasses.replace(edit, implied=fit_implied_edits(model, edit))
+    return edit

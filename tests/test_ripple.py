@@ -1,0 +1,230 @@
+"""The ripple suite (templates, builder, scoring) and implied edits, on the real default model
+where a model is needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sake_lens.errors import DataError
+from sake_lens.evaluate.data import RIPPLE_FAMILIES, RippleProbe, load_records
+from sake_lens.evaluate.metrics import ProbeResult, record_metrics
+from sake_lens.evaluate.ripple import (
+    FAMILIES,
+    Subject,
+    build_ripple_suite,
+    check_ripple_model,
+    fill,
+    ripple_subjects,
+    ripple_templates,
+)
+from sake_lens.prompts.implications import (
+    IMPLICATION_TEMPLATES,
+    IMPLIED_EDIT_TEMPLATES,
+    implied_facts,
+)
+from sake_lens.prompts.relations import RELATIONS, match_relation
+from sake_lens.prompts.request import EditRequest
+from sake_lens.prompts.text import normalize_template
+
+
+def _norm(template: str) -> str:
+    return normalize_template(template).rstrip(" .")
+
+
+def _suite_templates() -> list[str]:
+    t = ripple_templates()
+    out = [x for attrs in t.compositionality_1.values() for ts in attrs.values() for x in ts]
+    out += [x for ts in t.subject_aliasing.values() for x in ts]
+    return out + [x for ts in t.compositionality_2.values() for x in ts]
+
+
+def test_suite_templates_are_held_out() -> None:
+    """No probe template of the suite is one an implied edit is fitted with, one the harness
+    probes implications with, or a paraphrase of the relation bank."""
+    fitted = {_norm(t) for ts in IMPLIED_EDIT_TEMPLATES.values() for t in ts}
+    harness = {_norm(t) for tpl in IMPLICATION_TEMPLATES for t in tpl.templates}
+    bank = {
+        _norm(t) for r in RELATIONS.values() for t in (*r.paraphrases, *r.counterfact_templates)
+    }
+    suite = {_norm(t) for t in _suite_templates()}
+    assert not suite & fitted
+    assert not suite & harness
+    assert not suite & bank
+    assert not fitted & harness  # an implied edit is never scored on its own prompts
+
+
+def test_edit_prompts_ask_their_declared_relation() -> None:
+    t = ripple_templates()
+    for kind, prompts in t.edit_prompts.items():
+        for prompt in prompts:
+            rel = match_relation(prompt, objects=["France"])
+            assert rel is not None and rel.id == t.relations[kind], (kind, prompt)
+
+
+def test_candidate_subjects() -> None:
+    subjects = ripple_subjects()
+    kinds = {s.kind for s in subjects}
+    assert kinds == {"landmark", "company", "person"}
+    assert len(subjects) >= 300
+    assert len({s.name.casefold() for s in subjects}) == len(subjects)
+    for s in subjects:
+        for prompt, answer in s.facts:
+            assert prompt.count("{}") == 1 and answer
+
+
+def test_fill_puts_the_article_where_it_belongs() -> None:
+    assert fill("{} is in", "Eiffel Tower") == "Eiffel Tower is in"
+    assert fill("{} is in", "Eiffel Tower", True) == "The Eiffel Tower is in"
+    assert fill("Visitors to {} pay", "Eiffel Tower", True) == "Visitors to the Eiffel Tower pay"
+
+
+def test_implied_facts_follow_the_new_object() -> None:
+    req = EditRequest("Eiffel Tower", "{} is located in the country of", "France", "Italy")
+    facts = {f.chain[1]: f for f in implied_facts(req)}
+    assert set(facts) == {"capital", "language"}  # continent and currency do not change
+    capital = facts["capital"]
+    assert (capital.request.old, capital.request.new) == ("Paris", "Rome")
+    assert capital.request.subject == "Eiffel Tower"
+    assert all(
+        "{prompt}" in c and c.rstrip().endswith("{prompt}") for c in capital.target_templates
+    )
+    assert "Italy" in capital.target_templates[0] and "Rome" in capital.target_templates[0]
+    unknown = EditRequest("Eiffel Tower", "{} is located in the country of", "France", "Atlantis")
+    assert implied_facts(unknown) == []
+
+
+def test_ripple_probe_parsing_and_split(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unknown ripple family"):
+        RippleProbe.from_dict({"family": "telepathy", "prompt": "p", "answer": "a"})
+    records = [
+        {
+            "case_id": f"c{i}",
+            "subject": "Eiffel Tower",
+            "prompt": "The Eiffel Tower is located in the country of",
+            "ground_truth": "France",
+            "target_new": "Italy",
+            "split": split,
+            "ripple": [
+                {"family": "compositionality_1", "prompt": "Its capital is", "answer": "Rome"}
+            ],
+        }
+        for i, split in enumerate(["dev", "test", "test"])
+    ]
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps({"records": records}))
+    test = load_records(path, split="test")
+    assert [r.case_id for r in test.records] == ["c1", "c2"]
+    assert test.records[0].ripple[0].answer == "Rome"
+    with pytest.raises(DataError, match="its splits"):
+        load_records(path, split="holdout")
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps([{k: v for k, v in records[0].items() if k != "split"}]))
+    with pytest.raises(DataError, match="marks no splits"):
+        load_records(plain, split="test")
+
+
+def test_ripple_metrics_per_family() -> None:
+    def probe(family: str, greedy: str, expected: str, aliases=()) -> ProbeResult:
+        return ProbeResult("ripple", "p", greedy, expected, relation=family, aliases=tuple(aliases))
+
+    probes = [
+        probe("compositionality_1", " Rome", "Rome"),
+        probe("compositionality_1", " Italy", "Rome"),
+        probe("subject_aliasing", " Dimashq", "Damascus", aliases=["Dimashq"]),
+        probe("object_locality", " Paris", "Paris"),
+    ]
+    m = record_metrics(probes, subject="s", new="Italy", old="France")
+    assert m["ripple_compositionality_1"] == 0.5
+    assert m["ripple_subject_aliasing"] == 1.0
+    assert m["ripple_object_locality"] == 1.0
+    assert m["ripple_relation_specificity"] is None  # no probe of that family
+    assert set(FAMILIES) <= set(RIPPLE_FAMILIES)
+
+
+def test_check_ripple_model(model) -> None:
+    assert check_ripple_model([{"case_id": 1}], model) is None
+    other = {"format": "sake-lens-ripple", "format_version": 1, "manifest": {"model_id": "x"}}
+    with pytest.raises(DataError, match="built for model 'x'"):
+        check_ripple_model(other, model)
+
+
+def test_build_suite_on_the_model(model) -> None:
+    subjects = [
+        Subject(
+            "landmark",
+            "Eiffel Tower",
+            "France",
+            "La Tour Eiffel",
+            "the tower designed by Gustave Eiffel",
+            (("{} was designed by", "Gustave Eiffel"),),
+        ),
+        Subject("company", "Samsung", "South Korea"),
+        Subject("person", "Pablo Picasso", "Spain"),
+        Subject("person", "Nobody Atall", "Spain"),  # not known: dropped
+    ]
+    suite = build_ripple_suite(model, subjects=subjects, progress=False)
+    assert check_ripple_model(suite, model) is not None
+    records = {r["subject"]: r for r in suite["records"]}
+    assert "Nobody Atall" not in records
+    assert suite["manifest"]["counts"]["dropped"]["subject not known"] >= 1
+    from sake_lens.prompts.world import DEFAULT_TABLE
+
+    for r in records.values():
+        assert r["target_new"] != r["ground_truth"] and r["split"] in ("dev", "test")
+        for p in r["ripple"]:
+            assert p["family"] in FAMILIES
+            if p["family"] == "compositionality_1":
+                attrs = {row.value for row in DEFAULT_TABLE.rows if row.entity == r["target_new"]}
+                assert p["answer"] in attrs and p["answer"] != p["old_answer"]
+            if p["family"] == "object_locality":
+                assert r["target_new"] in p["prompt"] or r["ground_truth"] in p["prompt"]
+        assert any(p["family"] == "compositionality_1" for p in r["ripple"])
+    loaded = load_records_from(suite)
+    assert all(rec.ripple for rec in loaded)
+
+
+def load_records_from(suite: dict) -> list:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "suite.json"
+        path.write_text(json.dumps(suite))
+        result = load_records(path)
+    assert not result.errors
+    return result.records
+
+
+def test_implied_edits_move_two_hop_prompts_to_the_implied_answer(model, tmp_path) -> None:
+    """Eiffel Tower -> Italy with its implied edits: a held-out capital prompt says Rome, the
+    edit prompt Italy, the old country's own facts stay; the registry keeps the implied edits
+    as entries of their own and removes them with the edit."""
+    from sake_lens.registry.book import EditBook
+    from sake_lens.steer.generation import generate
+    from sake_lens.steer.workflow import make_edit
+
+    req = EditRequest("Eiffel Tower", "{} is located in the country of", "France", "Italy")
+    edit = make_edit(model, req, implications=True)
+    chains = {x.implication for x in edit.implied}
+    assert ("P17", "capital") in chains
+    assert all(x.implied_by == edit.id for x in edit.implied)
+    book = EditBook(model=model)
+    eid = book.add(edit)
+    assert len(book) == 1 + len(edit.implied)
+    prompts = [
+        "The Eiffel Tower is located in the country of",
+        "The capital city of the country that the Eiffel Tower is in is",
+        "The capital of France is",
+    ]
+    with book.steer(model):
+        out = generate(model, prompts, max_new_tokens=2)
+    assert out[0].strip().startswith("Italy")
+    assert out[1].strip().startswith("Rome")
+    assert out[2].strip().startswith("Paris")
+    book.save(tmp_path / "book")
+    again = EditBook.load(tmp_path / "book", model=model)
+    assert sorted(e.implied_by for e in again) == sorted(["", *[eid] * len(edit.implied)])
+    again.remove(eid)
+    assert len(again) == 0

@@ -228,3 +228,113 @@ def test_implied_edits_move_two_hop_prompts_to_the_implied_answer(model, tmp_pat
     assert sorted(e.implied_by for e in again) == sorted(["", *[eid] * len(edit.implied)])
     again.remove(eid)
     assert len(again) == 0
+
+
+def test_an_implied_edit_takes_a_row_from_its_edit() -> None:
+    """Two-hop prompts also name the edit's relation, so both gates may accept them: the
+    implied edit wins, whatever the ratios; an unrelated implied edit takes nothing."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from sake_lens.gate import Calibration, GateConfig, Scope, ScopeStats
+    from sake_lens.gate.router import ScopeRouter
+
+    site = "ln_final.hook_out"
+    cfg = GateConfig(kind="hidden")
+    centres = (0.0, 1.0, 50.0)
+    scopes = [
+        Scope(
+            cfg,
+            site,
+            ScopeStats.fit(torch.full((3, 4), c), "euclidean"),
+            Calibration(5.0, 0.05, 0.0),
+        )
+        for c in centres
+    ]
+    edits = [
+        SimpleNamespace(id="edit", implied_by="", site=SimpleNamespace(hook=site)),
+        SimpleNamespace(id="capital", implied_by="edit", site=SimpleNamespace(hook=site)),
+        SimpleNamespace(id="other", implied_by="elsewhere", site=SimpleNamespace(hook=site)),
+    ]
+    router = ScopeRouter(edits, scopes)
+    acts = torch.tensor([[0.0] * 4, [1.0] * 4, [3.0] * 4, [50.0] * 4], dtype=torch.float64)
+    # row 0 sits on the edit but is within reach of the implied edit too: the implied edit wins
+    assert router.route(acts, site).tolist() == [1, 1, 1, 2]
+    alone = ScopeRouter(edits[:1] + edits[2:], [scopes[0], scopes[2]])
+    assert alone.route(acts, site).tolist() == [0, 0, -1, 1]
+
+
+def test_an_implied_gate_leaves_the_edit_prompts_to_the_edit(model) -> None:
+    """The implied edit's fact gate calibrates against its edit's relation too."""
+    from sake_lens.gate import GateConfig
+    from sake_lens.gate.fact import fit_fact_scope
+    from sake_lens.steer.implied import fit_implied_edits
+    from sake_lens.steer.workflow import make_edit
+
+    req = EditRequest("Eiffel Tower", "{} is located in the country of", "France", "Italy")
+    edit = make_edit(model, req, n_paraphrases=6)
+    implied = fit_implied_edits(model, edit)
+    assert implied
+    for x in implied:
+        assert x.implied_by == edit.id and x.config.alpha == edit.config.implied_alpha
+        assert "P17" in fit_fact_scope(x, GateConfig()).negatives
+
+
+def test_eval_prints_the_ripple_families(model, tmp_path, monkeypatch, capsys) -> None:
+    """``sake-lens eval --split test`` on a ripple suite and on a RippleEdits file as
+    published: the families, with records and probes."""
+    from sake_lens.cli import eval as eval_cli
+    from sake_lens.cli.main import main
+
+    suite = {
+        "format": "sake-lens-ripple",
+        "format_version": 1,
+        "manifest": {"model_id": "SmolLM2-135M-Instruct"},
+        "records": [
+            {
+                "case_id": "eiffel",
+                "split": "test",
+                "subject": "Eiffel Tower",
+                "prompt": "The Eiffel Tower is located in the country of",
+                "ground_truth": "France",
+                "target_new": "Italy",
+                "ripple": [
+                    {
+                        "family": "compositionality_1",
+                        "prompt": "The capital city of the country that the Eiffel Tower is in is",
+                        "answer": "Rome",
+                        "old_answer": "Paris",
+                    },
+                    {
+                        "family": "object_locality",
+                        "prompt": "The capital of France is",
+                        "answer": "Paris",
+                    },
+                    {
+                        "family": "compositionality_1",
+                        "prompt": "Mexico's capital is",
+                        "answer": "Mexico City",
+                        "ambiguous": True,
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps(suite))
+    monkeypatch.setattr(eval_cli, "load_from_args", lambda args: model)
+    out = tmp_path / "none.json"
+    argv = ["eval", "--data", str(path), "--split", "test", "--method", "none", "--mode", "all"]
+    assert main([*argv, "--no-generation", "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| ripple_compositionality_1 | 0.0 |" in text  # unedited: still Paris
+    assert "| ripple_object_locality | 100.0 |" in text
+    counts = json.loads(out.read_text())["breakdowns"]["ripple_probes"]
+    assert counts["compositionality_1"]["probes"] == 1  # the ambiguous probe is not scored
+    assert main([*argv[:-4], "--split", "dev", "--method", "none"]) == 2
+    assert "split 'dev'" in capsys.readouterr().err
+    data = Path(__file__).parent / "data" / "rippleedits_sample.json"
+    argv = ["eval", "--data", str(data), "--method", "none", "--mode", "all", "--no-generation"]
+    assert main([*argv, "--no-progress"]) == 0
+    assert "ripple_relation_specificity" in capsys.readouterr().out

@@ -39,6 +39,21 @@ DEMO_EDITS = (
     ),
 )
 
+# An edit with its implied edits (sake_lens.steer.implied): the new country's capital and
+# language follow; the old country's own facts stay. (subject, template, old, new, probes)
+DEMO_IMPLICATIONS = (
+    "Eiffel Tower",
+    "The {} is located in the country of",
+    "France",
+    "Italy",
+    (
+        ("implication: capital", "The capital city of the country that the Eiffel Tower is in is"),
+        ("implication: language", "People in the country where the Eiffel Tower stands speak"),
+        ("old country's own fact", "The capital of France is"),
+        ("same subject, other fact", "The Eiffel Tower was designed by"),
+    ),
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="edit a few facts of the default model and show the effect")
@@ -70,5 +85,25 @@ def run(args: argparse.Namespace) -> int:
         kinds = ["edit prompt", "unseen paraphrase", "same subject, other fact", "other subject"]
         rows = [[k, p, b, a] for k, p, b, a in zip(kinds, probes, before, after)]
         print(markdown_table(["probe", "prompt", "before", "after"], rows))
+    subject, template, old, new, extra = DEMO_IMPLICATIONS
+    t0 = time.perf_counter()
+    request = EditRequest(subject, template, old, new)
+    edit = make_edit(model, request, implications=True)
+    book = EditBook(model=model)  # the edit and its implied edits, each behind its own gate
+    book.add(edit)
+    probes = [request.text, *(p for _, p in extra)]
+    before = generate(model, probes, max_new_tokens=args.max_new_tokens)
+    with book.steer(model):
+        after = generate(model, probes, max_new_tokens=args.max_new_tokens)
+    implied = ", ".join(
+        f"{x.implication[1]} {x.request.old} -> {x.request.new}" for x in edit.implied
+    )
+    print(
+        f"\n## {request.text} {old} -> {new}, with its implications ({implied}; fitted in "
+        f"{time.perf_counter() - t0:.1f} s)"
+    )
+    kinds = ["edit prompt", *(k for k, _ in extra)]
+    rows = [[k, p, b, a] for k, p, b, a in zip(kinds, probes, before, after)]
+    print(markdown_table(["probe", "prompt", "before", "after"], rows))
     print(f"\ndemo finished in {time.perf_counter() - start:.1f} s")
     return 0

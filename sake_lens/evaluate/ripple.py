@@ -22,7 +22,7 @@ and a few facts that do not depend on its country. For one model :func:`build_ri
    * ``compositionality_2`` — the subject reached through its description ("The tower
      designed by Gustave Eiffel stands in the country of" -> Italy); hops: the subject's
      country, and the description naming the subject (its greedy continuation after
-     ``description_check`` contains the subject's name);
+     one of ``description_checks`` names the subject);
    * ``subject_aliasing`` — the edited relation asked of another name; hop: the model gives
      the old country for the other name too;
    * ``relation_specificity`` — facts of the subject that do not depend on its country, which
@@ -33,7 +33,9 @@ and a few facts that do not depend on its country. For one model :func:`build_ri
    edit to Mexico) is flagged ``ambiguous``: saying the new country would count as right, so
    such probes are left out of the scores.
 4. splits the edits into a ``dev`` and a ``test`` half (alternating within each kind, in an
-   order fixed by a hash of the subject's name).
+   order fixed by a seeded hash of the subject's name), and writes each half in that hashed
+   order, so that the first N records of a split (``sake-lens eval --split test --n N``) are a
+   random sample of it, every kind included.
 
 The result is a JSON object ``{"format": "sake-lens-ripple", "format_version": 1,
 "manifest": {...}, "records": [...]}``; records are in EasyEdit's flat format (``subject``,
@@ -125,7 +127,7 @@ class RippleTemplates:
     compositionality_2: dict[str, tuple[str, ...]]
     subject_aliasing: dict[str, tuple[str, ...]]
     object_locality: tuple[str, ...]
-    description_check: str
+    description_checks: tuple[str, ...]
 
 
 def _load_yaml(name: str) -> Any:
@@ -186,7 +188,7 @@ def ripple_templates() -> RippleTemplates:
         comp2,
         alias,
         attributes,
-        _one_slot(raw["description_check"], "description_check"),
+        tuple(_one_slot(t, "description_checks") for t in raw["description_checks"]),
     )
 
 
@@ -338,16 +340,19 @@ def build_ripple_suite(
         checks += [(about(s, p), answer) for p, answer in s.facts]
     known.update(zip(checks, _known(model, checks, batch_size=batch_size, progress=progress)))
     described = [s for s in subjects if s.description and s.name in form]
-    questions = [
-        templates.description_check.format(_capitalised(s.description or "")) for s in described
+    pairs = [
+        (s, t.format(_capitalised(s.description or "")))
+        for s in described
+        for t in templates.description_checks
     ]
-    named = {
-        s.name: _names_subject(text, s.name)
-        for s, text in zip(
-            described,
-            generate(model, questions, max_new_tokens=_DESCRIPTION_TOKENS) if questions else [],
+    texts = [q for _, q in pairs]
+    named: dict[str, bool] = {}
+    for start in range(0, len(texts), batch_size):
+        outs = generate(
+            model, texts[start : start + batch_size], max_new_tokens=_DESCRIPTION_TOKENS
         )
-    }
+        for (s, _), text in zip(pairs[start : start + batch_size], outs):
+            named[s.name] = named.get(s.name, False) or _names_subject(text, s.name)
 
     # 3. the edits and their probes
     records: list[dict[str, Any]] = []
@@ -411,7 +416,8 @@ def build_ripple_suite(
         )
         for i, r in enumerate(mine):
             r["split"] = "dev" if i % 2 == 0 else "test"
-    records.sort(key=lambda r: (r["split"] != "dev", KINDS.index(r["kind"]), r["subject"]))
+    # dev first, each split in the hashed order: its first N records are a random sample
+    records.sort(key=lambda r: (r["split"] != "dev", _order(r["subject"], seed)))
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

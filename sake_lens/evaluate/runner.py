@@ -282,6 +282,8 @@ def _request_of(prompt: str, spec: ProbeSpec, owner: int) -> ScoreRequest:
         assert spec.rest is not None
         return ScoreRequest(prompt, (spec.rest,), owner)
     keep = spec.kind in LOCALITY_KINDS
+    if spec.expected is not None and spec.competitor is None:  # a ripple answer that must stay
+        return ScoreRequest(prompt, (with_space(prompt, spec.expected),), owner)
     if spec.expected is None or spec.competitor is None:
         return ScoreRequest(prompt, (), owner, keep_distribution=keep)
     conts = (with_space(prompt, spec.expected), with_space(prompt, spec.competitor))

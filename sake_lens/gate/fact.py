@@ -374,6 +374,10 @@ def fit_fact_scope(
     kept = [p for p, v in cores.items() if v is not None]
     bank = template_bank()
     negatives = negative_relations(request)
+    parent = edit.implication[0] if getattr(edit, "implication", ()) else None
+    if parent is not None and parent not in negatives:
+        # an implied edit must leave its edit's own prompts to it ("X is located in...")
+        negatives = (*negatives, parent)
     neg_x = _bank_features(embedder)[bank.mask(negatives)]
     if neg_x.shape[0] == 0:
         raise GateError(f"Edit {edit.id}: no negative templates to calibrate its fact gate.")

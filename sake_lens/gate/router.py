@@ -10,7 +10,8 @@ it ends), so the decision made at the prompt holds for every generated token.
 Routing is one vectorised operation over all edits: the distances of the batch to all edits
 (``(batch, N)``, see :class:`~sake_lens.gate.bank.StackedStats`), divided by the edits'
 thresholds; a row goes to the edit with the smallest ratio below 1 (the nearest edit in units
-of its own threshold), or to none (-1). Fact gates (:mod:`sake_lens.gate.fact`) contribute
+of its own threshold), or to none (-1); an implied edit (:mod:`sake_lens.steer.implied`) that
+accepts a row takes it from the edit it follows from. Fact gates (:mod:`sake_lens.gate.fact`) contribute
 $2^{e}$ with threshold 1, where $e$ is their excess; only the edits whose subject the prompt
 names are scored, so their cost grows with the matches, not with the registry.
 """
@@ -114,6 +115,15 @@ class ScopeRouter:
             )
         self.embedder = embedder
         self.edit_ids = [str(getattr(e, "id", i)) for i, e in enumerate(edits)]
+        column = {eid: i for i, eid in enumerate(self.edit_ids)}
+        pairs = [
+            (i, column[parent])
+            for i, e in enumerate(edits)
+            if (parent := getattr(e, "implied_by", "")) and parent in column
+        ]
+        #: (implied edit, its edit) column pairs: an implied edit that accepts a row takes it
+        #: from its edit (a two-hop prompt also names the edit's relation, so both accept it).
+        self.implied_pairs = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
         self._tokens: tuple[Tensor, tuple[int, ...] | None] | None = None
         self._hidden: dict[str, Tensor] = {}
         self._here: dict[str, Tensor] = {}
@@ -231,6 +241,11 @@ class ScopeRouter:
         """
         ratio = dist / self.thresholds  # (B, N)
         ratio = torch.where(ratio < 1.0, ratio, torch.full_like(ratio, float("inf")))
+        if self.implied_pairs.numel():
+            child, parent = self.implied_pairs[:, 0], self.implied_pairs[:, 1]
+            accepted = torch.isfinite(ratio[:, child]).to(ratio.dtype)  # (B, pairs)
+            taken = torch.zeros_like(ratio).index_add_(1, parent, accepted) > 0
+            ratio = ratio.masked_fill(taken, float("inf"))
         best_ratio, best = ratio.min(dim=1)
         best = best.masked_fill(~torch.isfinite(best_ratio), -1)
         if site is not None:

@@ -61,6 +61,8 @@ class EditConfig:
             overshoots the word's end into end-of-text).
         distributions: how the source and target prompts are built.
         batch_size: prompts per forward pass when collecting activations.
+        implied_alpha: steering strength of the edit's implied edits
+            (:mod:`sake_lens.steer.implied`), which replaces ``alpha`` in their config.
     """
 
     site: str = FINAL_SITE
@@ -73,6 +75,7 @@ class EditConfig:
     object_alpha: float = 1.0
     distributions: DistributionConfig = field(default_factory=DistributionConfig)
     batch_size: int = 32
+    implied_alpha: float = 2.5
 
     def __post_init__(self) -> None:
         if self.map_kind not in MAP_KINDS:
@@ -81,7 +84,7 @@ class EditConfig:
             raise ValueError(
                 f"Unknown generation mode {self.generation!r}; allowed: {GENERATION_MODES}."
             )
-        for name in ("alpha", "object_alpha"):
+        for name in ("alpha", "object_alpha", "implied_alpha"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 4.0):
                 raise ValueError(f"{name} must be a number in [0, 4], got {value!r}.")

@@ -68,15 +68,15 @@ def fit_implied_edits(
         model: the model ``edit`` was fitted on.
         edit: the edit whose implications to fit.
         table: attribute rows checked on ``model`` (default: the new object's rows, checked now).
-        config: the implied edits' config (default: the edit's, with the chain contexts as
-            target templates).
+        config: the implied edits' config (default: the edit's, with ``implied_alpha`` as
+            ``alpha``); the chain contexts replace its target templates.
 
     Returns:
         The implied edits, each with ``implied_by`` set to ``edit.id``.
     """
     request = edit.request
     table = verified_country_table(model, [request]) if table is None else table
-    base = config or edit.config
+    base = config or dataclasses.replace(edit.config, alpha=edit.config.implied_alpha)
     out: list[Edit] = []
     for fact in implied_facts(request, table=table):
         distributions = dataclasses.replace(

@@ -232,7 +232,8 @@ def test_implied_edits_move_two_hop_prompts_to_the_implied_answer(model, tmp_pat
 
 def test_an_implied_edit_takes_a_row_from_its_edit() -> None:
     """Two-hop prompts also name the edit's relation, so both gates may accept them: the
-    implied edit wins, whatever the ratios; an unrelated implied edit takes nothing."""
+    implied edit takes the row when it accepts it and its paraphrases are nearer, whatever the
+    ratios; an edit's own prompt, nearer the edit's paraphrases, stays with the edit."""
     from types import SimpleNamespace
 
     import torch
@@ -242,15 +243,11 @@ def test_an_implied_edit_takes_a_row_from_its_edit() -> None:
 
     site = "ln_final.hook_out"
     cfg = GateConfig(kind="hidden")
-    centres = (0.0, 1.0, 50.0)
     scopes = [
         Scope(
-            cfg,
-            site,
-            ScopeStats.fit(torch.full((3, 4), c), "euclidean"),
-            Calibration(5.0, 0.05, 0.0),
+            cfg, site, ScopeStats.fit(torch.zeros(3, 4), "euclidean"), Calibration(1.0, 0.05, 0.0)
         )
-        for c in centres
+        for _ in range(3)
     ]
     edits = [
         SimpleNamespace(id="edit", implied_by="", site=SimpleNamespace(hook=site)),
@@ -258,11 +255,16 @@ def test_an_implied_edit_takes_a_row_from_its_edit() -> None:
         SimpleNamespace(id="other", implied_by="elsewhere", site=SimpleNamespace(hook=site)),
     ]
     router = ScopeRouter(edits, scopes)
-    acts = torch.tensor([[0.0] * 4, [1.0] * 4, [3.0] * 4, [50.0] * 4], dtype=torch.float64)
-    # row 0 sits on the edit but is within reach of the implied edit too: the implied edit wins
-    assert router.route(acts, site).tolist() == [1, 1, 1, 2]
-    alone = ScopeRouter(edits[:1] + edits[2:], [scopes[0], scopes[2]])
-    assert alone.route(acts, site).tolist() == [0, 0, -1, 1]
+    inf = float("inf")
+    # ratios (threshold 1): row 0 and 1 accepted by both the edit (better) and the capital edit
+    dist = torch.tensor([[0.2, 0.9, inf], [0.2, 0.9, inf], [0.5, inf, inf], [inf, 0.5, 0.3]])
+    near = torch.tensor([[0.6, 0.3, inf], [0.1, 0.3, inf], [0.2, 0.9, inf], [inf, 0.2, 0.1]])
+    assert router.decide(dist).tolist() == [0, 0, 0, 2]  # no distances: the smallest ratio
+    router.last_paraphrase_distance = near.double()
+    assert router.decide(dist.double()).tolist() == [1, 0, 0, 2]
+    alone = ScopeRouter([edits[0], edits[2]], [scopes[0], scopes[2]])
+    alone.last_paraphrase_distance = near[:, [0, 2]].double()
+    assert alone.decide(dist[:, [0, 2]].double()).tolist() == [0, 0, 0, 1]
 
 
 def test_an_implied_gate_leaves_the_edit_prompts_to_the_edit(model) -> None:
@@ -338,3 +340,14 @@ def test_eval_prints_the_ripple_families(model, tmp_path, monkeypatch, capsys) -
     argv = ["eval", "--data", str(data), "--method", "none", "--mode", "all", "--no-generation"]
     assert main([*argv, "--no-progress"]) == 0
     assert "ripple_relation_specificity" in capsys.readouterr().out
+
+
+def test_ripple_suite_cli_checks_the_output_before_loading_the_model(tmp_path, capsys) -> None:
+    from sake_lens.cli.main import main
+
+    assert main(["ripple-suite", "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["ripple-suite", "--out", str(tmp_path / "missing" / "suite.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["ripple-suite", "--out", str(tmp_path / "suite.yaml")]) == 2
+    assert "one JSON object" in capsys.readouterr().err

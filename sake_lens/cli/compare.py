@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import print_json
+from .common import SEED, add_int_option, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the run the others are compared with: its method (or column label); "
         "default: the first file",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
+    add_int_option(p, "--seed", SEED, default=0, help="seed of the paired bootstrap")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--out-json", metavar="FILE", help="also write the JSON to FILE")
     p.add_argument("--out-html", metavar="FILE", help="also write tables and figure to FILE")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import add_model_args, load_from_args, markdown_table
+from .common import NEW_TOKENS, add_int_option, add_model_args, load_from_args, markdown_table
 
 # (subject, template, old, new, an unseen paraphrase, another fact of the same subject, a
 # prompt about another subject). The edit must move the first two and leave the last two.
@@ -58,7 +58,7 @@ DEMO_IMPLICATIONS = (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="edit a few facts of the default model and show the effect")
     add_model_args(p)
-    p.add_argument("--max-new-tokens", type=int, default=6)
+    add_int_option(p, "--max-new-tokens", NEW_TOKENS, default=6, help="tokens generated per probe")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,16 @@ import argparse
 import logging
 from typing import Any
 
-from .common import add_model_args, load_from_args, markdown_table, print_json
+from .common import (
+    NEW_TOKENS,
+    PARAPHRASES,
+    SEED,
+    add_int_option,
+    add_model_args,
+    load_from_args,
+    markdown_table,
+    print_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +53,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help="a paraphrase of the prompt (repeatable; default: the relation template bank)",
     )
-    p.add_argument("--n-paraphrases", type=int, default=20, help="paraphrases from the bank")
+    add_int_option(p, "--n-paraphrases", PARAPHRASES, default=20, help="paraphrases from the bank")
     p.add_argument("--site", default=None, help="hook name (default: the library default)")
     p.add_argument("--probe", action="append", default=[], metavar="TEXT", help="repeatable")
-    p.add_argument("--max-new-tokens", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    add_int_option(p, "--max-new-tokens", NEW_TOKENS, default=8, help="tokens generated per probe")
+    add_int_option(p, "--seed", SEED, default=0, help="draws the paraphrases from the bank")
     p.add_argument(
         "--json", action="store_true", help="print a JSON list of {probe, before, after}"
     )
     p.add_argument("--save", metavar="DIR", help="add the edit to a registry directory")
+    p.add_argument(
+        "--implications",
+        action="store_true",
+        help="also fit the edit's implied edits (the capital, language... of a new country), "
+        "each behind its own gate",
+    )
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -69,15 +84,18 @@ def build_edit(model: Any, args: argparse.Namespace) -> Any:
         n_paraphrases=args.n_paraphrases,
         site=args.site,
         seed=args.seed,
+        implications=args.implications,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..prompts.distributions import check_paraphrases
     from ..prompts.request import EditRequest
     from ..registry.book import EditBook
     from ..steer.generation import generate
 
     request = EditRequest(args.subject, args.prompt, args.old, args.new)  # before the model
+    check_paraphrases(request, args.paraphrase)
     model = load_from_args(args)
     check_old_object(model, request)
     edit = build_edit(model, args)
@@ -102,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             f" at {edit.site} (target purity {edit.purity:.0%}, {edit.n_source} source / "
             f"{edit.n_target} target samples)"
         )
+        for x in edit.implied:
+            print(f"implied edit {x.id}: {x.request.text!r} {x.request.old!r} -> {x.request.new!r}")
         print(markdown_table(["probe", "before", "after"], [list(r.values()) for r in rows]))
         if args.save:
             print(f"saved to {args.save}")

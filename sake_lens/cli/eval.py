@@ -11,7 +11,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_model_args, load_from_args, markdown_table, print_json
+from .common import (
+    BATCH_SIZE,
+    CHUNK_SIZE,
+    PARAPHRASES,
+    RECORDS,
+    SEED,
+    add_int_option,
+    add_model_args,
+    load_from_args,
+    markdown_table,
+    print_json,
+)
 
 
 def _records_range(text: str) -> tuple[int, int]:
@@ -39,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, metavar="PATH", help="CounterFact JSON or a YAML list")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--n", type=int, default=None, help="first N valid records (default: all)")
+    add_int_option(which, "--n", RECORDS, default=None, help="first N valid records (default: all)")
     which.add_argument(
         "--records",
         type=_records_range,
@@ -57,10 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mode", choices=MODES, default="single", help="each edit alone, or all at once"
     )
-    p.add_argument("--seed", type=int, default=0)
+    add_int_option(p, "--seed", SEED, default=0, help="bootstrap and sampled choices")
     p.add_argument("--out", metavar="FILE.json", help="write (and resume from) this JSON file")
-    p.add_argument("--chunk-size", type=int, default=8, help="records fitted and scored together")
-    p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
+    add_int_option(
+        p, "--chunk-size", CHUNK_SIZE, default=8, help="records fitted and scored together"
+    )
+    add_int_option(p, "--batch-size", BATCH_SIZE, default=32, help="rows per forward pass")
     p.add_argument("--no-generation", action="store_true", help="skip the 20-token generations")
     p.add_argument(
         "--breakdown", action="store_true", help="also show same-subject locality per relation"
@@ -70,8 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ab = p.add_argument_group(
         "ablations", "change a fitted method's settings (recorded in the output JSON)"
     )
-    ab.add_argument(
-        "--paraphrases", type=int, default=None, metavar="N", help="paraphrases per edit"
+    add_int_option(
+        ab, "--paraphrases", PARAPHRASES, default=None, metavar="N", help="paraphrases per edit"
     )
     ab.add_argument(
         "--edit-config",

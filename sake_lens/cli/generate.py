@@ -5,14 +5,23 @@ from __future__ import annotations
 import argparse
 
 from ..errors import GateError
-from .common import add_model_args, load_from_args, markdown_table, print_json
+from .common import (
+    NEW_TOKENS,
+    add_int_option,
+    add_model_args,
+    load_from_args,
+    markdown_table,
+    print_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate text with saved edits applied behind their gates")
     p.add_argument("prompts", nargs="+", metavar="PROMPT", help="one or more prompts")
     p.add_argument("--edits", metavar="DIR", help="registry directory (omit: the plain model)")
-    p.add_argument("--max-new-tokens", type=int, default=20)
+    add_int_option(
+        p, "--max-new-tokens", NEW_TOKENS, default=20, help="tokens generated per prompt"
+    )
     p.add_argument("--compare", action="store_true", help="also show the unedited continuation")
     p.add_argument(
         "--explain",

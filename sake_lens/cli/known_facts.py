@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, load_from_args
+from .common import BATCH_SIZE, RECORDS, add_int_option, add_model_args, load_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="A:B",
         help="the valid records at file positions A <= i < B (0-based); exclusive with --n",
     )
-    p.add_argument("--n", type=int, default=None, help="first N valid records (default: all)")
-    p.add_argument("--batch-size", type=int, default=32, help="prompts per generation call")
+    add_int_option(p, "--n", RECORDS, default=None, help="first N valid records (default: all)")
+    add_int_option(p, "--batch-size", BATCH_SIZE, default=32, help="prompts per generation call")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_model_args(p)
     p.set_defaults(func=run)

@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module with ``register(subparsers)``, which adds its parser
 and sets ``func``; ``main`` dispatches and turns a :class:`SakeLensError` into one clean line on
-stderr and exit status 2.
+stderr and exit status 2. An option value outside its range (``--n-paraphrases 100000``) is
+reported the same way, while the arguments are parsed, before any model is loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import SakeLensError
+from .common import OptionValueError, command_of
 
 # Modules that define subcommands, in the order they appear in --help.
 _COMMAND_MODULES = (
@@ -49,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+    except OptionValueError as exc:  # a value out of its range: one line, like other errors
+        print(f"sake-lens {command_of(argv)}: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",

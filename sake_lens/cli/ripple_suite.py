@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, load_from_args, markdown_table
+from .common import (
+    BATCH_SIZE,
+    SEED,
+    add_int_option,
+    add_model_args,
+    load_from_args,
+    markdown_table,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`sake-lens eval --data FILE --split test --mode all` scores it.",
     )
     p.add_argument("--out", required=True, metavar="FILE.json", help="the suite to write")
-    p.add_argument("--seed", type=int, default=0, help="draws the new countries and the split")
-    p.add_argument("--batch-size", type=int, default=32, help="prompts per generation call")
+    add_int_option(p, "--seed", SEED, default=0, help="draws the new countries and the split")
+    add_int_option(p, "--batch-size", BATCH_SIZE, default=32, help="prompts per generation call")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_model_args(p)
     p.set_defaults(func=run)

@@ -8,12 +8,36 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SiteError
-from .common import add_model_args, load_from_args, markdown_table
+from .common import (
+    BATCH_SIZE,
+    PARAPHRASES,
+    SEED,
+    add_int_option,
+    add_model_args,
+    load_from_args,
+    markdown_table,
+)
+
+# The largest layer number --layers may name: above any model's depth, so a typo such as
+# '0-100000000' is refused at once instead of being expanded.
+MAX_LAYER = 1023
+
+
+def _check_layer_numbers(text: str, numbers: list[int]) -> None:
+    """Refuse layer numbers that no model has (one line, naming the number and the range)."""
+    big = [x for x in numbers if abs(x) > MAX_LAYER]
+    if big:
+        raise SiteError(
+            f"bad --layers {text!r}: layer {big[0]} is out of range: layer numbers must be "
+            f">= -{MAX_LAYER} and <= {MAX_LAYER}; use the model's layers (`sake-lens info` "
+            "shows n_layers), e.g. '0,5,10-15,-1'."
+        )
 
 
 def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
     """``"all"``/None -> None (every layer); ``"0,5,10-12"`` -> [0, 5, 10, 11, 12]; a negative
-    number counts from the end (``-1`` is the last layer)."""
+    number counts from the end (``-1`` is the last layer). Numbers beyond ``MAX_LAYER`` and
+    backward spans (``"12-5"``) raise :class:`SiteError`."""
     if text is None or text.strip().lower() == "all":
         return None
     out: list[int] = []
@@ -22,9 +46,17 @@ def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
         span = re.fullmatch(r"(\d+)-(\d+)", part)
         if single:
             x = int(part)
+            _check_layer_numbers(text, [x])
             out.append(x + n_layers if x < 0 else x)
         elif span:
-            out += range(int(span.group(1)), int(span.group(2)) + 1)
+            lo, hi = int(span.group(1)), int(span.group(2))
+            _check_layer_numbers(text, [lo, hi])
+            if lo > hi:
+                raise SiteError(
+                    f"bad --layers {text!r}: the span {part!r} runs backwards; write it as "
+                    f"'{hi}-{lo}'."
+                )
+            out += range(lo, hi + 1)
         elif part:
             raise SiteError(
                 f"bad --layers {text!r}: use 'all' or numbers and ranges such as '0,5,10-15,-1'."
@@ -72,14 +104,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help="prompt the edit must not change (repeatable; default: other subjects)",
     )
-    p.add_argument("--n-paraphrases", type=int, default=40)
-    p.add_argument("--n-held-out", type=int, default=8)
-    p.add_argument("--n-neighbours", type=int, default=8)
+    add_int_option(
+        p, "--n-paraphrases", PARAPHRASES, default=40, help="fitting paraphrases from the bank"
+    )
+    add_int_option(
+        p, "--n-held-out", PARAPHRASES, default=8, help="held-out paraphrases from the bank"
+    )
+    add_int_option(p, "--n-neighbours", PARAPHRASES, default=8, help="prompts about other subjects")
     p.add_argument("--map", default="gaussian", help="gaussian, diagonal or mean-shift")
     p.add_argument("--reg", type=float, default=1e-2)
     p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    add_int_option(p, "--batch-size", BATCH_SIZE, default=32, help="rows per forward pass")
+    add_int_option(p, "--seed", SEED, default=0, help="draws the prompts from the bank")
     p.add_argument("--title", default=None, help="title of the HTML page")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--json", action="store_true", help="print the sweep as JSON")
@@ -112,11 +148,15 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.report import sweep_page
     from ..analysis.sweep import layer_sweep
     from ..analysis.sweep_plot import plot_sweep
+    from ..prompts.distributions import check_paraphrases
     from ..prompts.request import EditRequest
     from ..steer.edit import EditConfig
 
-    model = load_from_args(args)
+    # The request, the paraphrases and --layers are checked before the model is loaded.
     request = EditRequest(args.subject, args.prompt, args.old, args.new)
+    check_paraphrases(request, args.paraphrase)
+    parse_layers(args.layers, MAX_LAYER + 1)
+    model = load_from_args(args)
     layers = parse_layers(args.layers, int(model.cfg.n_layers))
     fit, held, near = build_prompts(args, request)
     config = EditConfig(

@@ -468,6 +468,7 @@ class FactIndex:
         self.scopes = list(scopes)
         self.embedder = embedder
         self.by_subject: dict[str, list[int]] = {}
+        self.last_distance: Tensor | None = None
         for i, s in enumerate(self.scopes):
             self.by_subject.setdefault(fold(s.subject), []).append(i)
 
@@ -505,11 +506,18 @@ class FactIndex:
         return out
 
     def excess(self, texts: Sequence[str]) -> Float[Tensor, "batch n"]:
-        """Per text and edit, the excess $e$ (``inf`` where the subject is absent)."""
+        """Per text and edit, the excess $e$ (``inf`` where the subject is absent).
+
+        The distances $d_P$ of the same views to each edit's paraphrases are kept in
+        :attr:`last_distance` (the router compares an implied edit with its edit by them).
+        """
         out = torch.full((len(texts), len(self.scopes)), float("inf"), dtype=torch.float64)
+        near = torch.full_like(out, float("inf"))
         for row, measured in enumerate(self._measure_all(texts)):
-            for i, e, _, _ in measured:
+            for i, e, _, d in measured:
                 out[row, i] = e
+                near[row, i] = d
+        self.last_distance = near
         return out
 
     def explain(self, text: str) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ Routing is one vectorised operation over all edits: the distances of the batch t
 (``(batch, N)``, see :class:`~sake_lens.gate.bank.StackedStats`), divided by the edits'
 thresholds; a row goes to the edit with the smallest ratio below 1 (the nearest edit in units
 of its own threshold), or to none (-1); an implied edit (:mod:`sake_lens.steer.implied`) that
-accepts a row takes it from the edit it follows from. Fact gates (:mod:`sake_lens.gate.fact`) contribute
+accepts a row and whose paraphrases are nearer to it than its edit's takes it from that edit.
+Fact gates (:mod:`sake_lens.gate.fact`) contribute
 $2^{e}$ with threshold 1, where $e$ is their excess; only the edits whose subject the prompt
 names are scored, so their cost grows with the matches, not with the registry.
 """
@@ -121,13 +122,15 @@ class ScopeRouter:
             for i, e in enumerate(edits)
             if (parent := getattr(e, "implied_by", "")) and parent in column
         ]
-        #: (implied edit, its edit) column pairs: an implied edit that accepts a row takes it
-        #: from its edit (a two-hop prompt also names the edit's relation, so both accept it).
+        #: (implied edit, its edit) column pairs: an implied edit that accepts a row and is
+        #: nearer to it than its edit (by fact-gate distance to the paraphrases) takes it from
+        #: its edit: a two-hop prompt also names the edit's relation, so both may accept it.
         self.implied_pairs = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
         self._tokens: tuple[Tensor, tuple[int, ...] | None] | None = None
         self._hidden: dict[str, Tensor] = {}
         self._here: dict[str, Tensor] = {}
         self.last_routes: Tensor | None = None
+        self.last_paraphrase_distance: Tensor | None = None
         self.last_distances: Tensor | None = None
         self.last_texts: list[str] | None = None
 
@@ -227,9 +230,14 @@ class ScopeRouter:
         for feature, idx, bank in self.groups:
             if feature in features:
                 dist[:, idx] = min_distance(bank, features[feature])
+        self.last_paraphrase_distance = None
         if self.facts is not None and texts is not None:
             self._fact_embedder()
             dist[:, self.fact_idx] = torch.exp2(self.facts.excess(texts))
+            assert self.facts.last_distance is not None
+            near = torch.full_like(dist, float("inf"))
+            near[:, self.fact_idx] = self.facts.last_distance
+            self.last_paraphrase_distance = near
         return dist
 
     def decide(
@@ -241,9 +249,11 @@ class ScopeRouter:
         """
         ratio = dist / self.thresholds  # (B, N)
         ratio = torch.where(ratio < 1.0, ratio, torch.full_like(ratio, float("inf")))
-        if self.implied_pairs.numel():
+        near = self.last_paraphrase_distance
+        if self.implied_pairs.numel() and near is not None and near.shape == ratio.shape:
             child, parent = self.implied_pairs[:, 0], self.implied_pairs[:, 1]
-            accepted = torch.isfinite(ratio[:, child]).to(ratio.dtype)  # (B, pairs)
+            closer = near[:, child] < near[:, parent]
+            accepted = (torch.isfinite(ratio[:, child]) & closer).to(ratio.dtype)  # (B, pairs)
             taken = torch.zeros_like(ratio).index_add_(1, parent, accepted) > 0
             ratio = ratio.masked_fill(taken, float("inf"))
         best_ratio, best = ratio.min(dim=1)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,7 +21,14 @@ from ..errors import DistributionError
 from .contexts import DEFAULT_TARGET_TEMPLATES, FORCED_SOURCE_TEMPLATE, fill_context
 from .request import EditRequest
 
-__all__ = ["DistributionConfig", "PromptSet", "build_prompt_sets", "prompts_hash"]
+__all__ = [
+    "DistributionConfig",
+    "PromptSet",
+    "build_prompt_sets",
+    "check_paraphrase",
+    "check_paraphrases",
+    "prompts_hash",
+]
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,60 @@ class PromptSet:
         return [p for p, k in zip(self.target, self.kept) if k] if self.kept else self.target
 
 
+def _spell_subject(text: str, subject: str) -> str | None:
+    """``text`` with the subject spelled as in the request, or None when it is absent.
+
+    The subject's first letter may differ in case ("Tourists visit the Eiffel Tower" for "The
+    Eiffel Tower"); such whole-word occurrences are rewritten to ``subject``, so every later
+    exact look-up of the subject finds it.
+    """
+    if subject in text:
+        return text
+    first, rest = subject[:1], subject[1:]
+    for other in dict.fromkeys((first.lower(), first.upper())):
+        if other == first:
+            continue
+        pattern = re.compile(r"(?<!\w)" + re.escape(other + rest) + r"(?!\w)")
+        spelled, n = pattern.subn(lambda _: subject, text)
+        if n:
+            return spelled
+    return None
+
+
+def check_paraphrase(request: EditRequest, paraphrase: object, index: int = 0) -> str:
+    """One paraphrase, NFC-normalised and stripped, with the request's subject filled in.
+
+    Checked like the request's prompt: at most one ``{}``, and the subject (first letter in
+    either case) where there is none.
+
+    Raises:
+        DistributionError: the paraphrase is empty, has several ``{}`` or lacks the subject.
+    """
+    if not isinstance(paraphrase, str) or not paraphrase.strip():
+        raise DistributionError(f"Paraphrase {index} is empty ({paraphrase!r}); remove it.")
+    p = unicodedata.normalize("NFC", paraphrase).strip()
+    n = p.count("{}")
+    if n > 1:
+        raise DistributionError(
+            f"Paraphrase {index} ({p!r}) has {n} '{{}}' placeholders; use exactly one '{{}}' "
+            "where the subject goes."
+        )
+    if n == 1:
+        return request.fill(p)
+    spelled = _spell_subject(p, request.subject)
+    if spelled is None:
+        raise DistributionError(
+            f"Paraphrase {index} ({p!r}) does not mention the subject {request.subject!r}; "
+            "every paraphrase must name the subject (or use '{}' for it)."
+        )
+    return spelled
+
+
+def check_paraphrases(request: EditRequest, paraphrases: Sequence[object]) -> list[str]:
+    """Every paraphrase through :func:`check_paraphrase` (no model involved), in order."""
+    return [check_paraphrase(request, p, i) for i, p in enumerate(paraphrases)]
+
+
 def build_prompt_sets(
     request: EditRequest, paraphrases: Sequence[str], config: DistributionConfig
 ) -> PromptSet:
@@ -89,16 +152,7 @@ def build_prompt_sets(
     paras: list[str] = []
     if config.include_edit_prompt:
         paras.append(request.text)
-    for i, p in enumerate(paraphrases):
-        if not isinstance(p, str) or not p.strip():
-            raise DistributionError(f"Paraphrase {i} is empty ({p!r}); remove it.")
-        p = request.fill(p.strip()) if "{}" in p else p.strip()
-        if request.subject not in p:
-            raise DistributionError(
-                f"Paraphrase {i} ({p!r}) does not mention the subject {request.subject!r}; "
-                "every paraphrase must name the subject (or use '{}' for it)."
-            )
-        paras.append(p)
+    paras += check_paraphrases(request, paraphrases)
     paras = list(dict.fromkeys(paras))
     if not paras:
         raise DistributionError("No paraphrases: pass paraphrases or set include_edit_prompt=True.")

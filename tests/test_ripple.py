@@ -351,3 +351,61 @@ def test_ripple_suite_cli_checks_the_output_before_loading_the_model(tmp_path, c
     assert "does not exist" in capsys.readouterr().err
     assert main(["ripple-suite", "--out", str(tmp_path / "suite.yaml")]) == 2
     assert "one JSON object" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_with_implied_edits_single_and_all_mode(model, tmp_path, monkeypatch) -> None:
+    """``--implications``: each record's implied edits are fitted, served beside its edit in
+    both modes, saved with the run's fits and read back on resume."""
+    from sake_lens.evaluate import methods as methods_mod
+    from sake_lens.evaluate.methods import MethodOverrides
+    from sake_lens.evaluate.runner import EvalConfig, run_evaluation
+    from sake_lens.evaluate.suite import SuiteConfig
+
+    monkeypatch.setattr(methods_mod, "_default_n_paraphrases", lambda: 8)
+    record = {
+        "case_id": "eiffel",
+        "split": "test",
+        "subject": "Eiffel Tower",
+        "prompt": "The Eiffel Tower is located in the country of",
+        "ground_truth": "France",
+        "target_new": "Italy",
+        "ripple": [
+            {
+                "family": "compositionality_1",
+                "prompt": "The capital city of the country that the Eiffel Tower is in is",
+                "answer": "Rome",
+                "old_answer": "Paris",
+            }
+        ],
+    }
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps([record]))
+    suite = SuiteConfig(
+        doubts=(), long_contexts=0, implications=0, relations=1, texts=1, passages=0
+    )
+    outcomes = {}
+    for mode in ("single", "all"):
+        config = EvalConfig(
+            data=str(path),
+            method="sake",
+            mode=mode,
+            generation=False,
+            suite=suite,
+            n_boot=50,
+            overrides=MethodOverrides(implications=True),
+        )
+        out = tmp_path / f"{mode}.json"
+        result = run_evaluation(model, config, out=out, progress=False)
+        rec = result["records"][0]
+        assert rec["status"] == "ok"
+        assert {tuple(x["implication"]) for x in rec["edit"]["implied"]} >= {("P17", "capital")}
+        probe = next(p for p in rec["probes"] if p["kind"] == "ripple")
+        assert probe["fired"] and not probe["own"]  # an implied edit, not the edit itself
+        outcomes[mode] = rec["probes"]
+        if mode == "all":
+            out.unlink()  # rescore from the saved fits, implied edits included
+            again = run_evaluation(model, config, out=out, progress=False)
+            assert again["records"][0]["probes"] == rec["probes"]
+            assert again["records"][0]["edit"]["implied"] == rec["edit"]["implied"]
+    assert result["config"]["overrides"]["implications"] is True

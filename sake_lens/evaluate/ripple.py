@@ -8,7 +8,9 @@ and a few facts that do not depend on its country. For one model :func:`build_ri
 
 1. checks the attribute table's country rows (capital, official language, continent,
    currency) on the model (:func:`~sake_lens.prompts.implications.verify_attribute_table`);
-   a country is *known* when the model names its capital;
+   a country is *known* when the model names its capital; a row serves as a probe's answer
+   only when the model's greedy token also passes the evaluation's own criterion
+   (:func:`~sake_lens.model.tokens.starts_object`);
 2. keeps each subject whose edit prompt the model completes with its country
    (:func:`~sake_lens.evaluate.known_facts.produces_object`), and moves it to another known
    country, drawn per subject from a seeded generator;
@@ -60,6 +62,7 @@ from typing import Any
 from .._version import __version__
 from ..errors import DataError
 from ..model.loading import model_id as get_model_id
+from ..model.tokens import object_first_token, starts_object
 from ..prompts.implications import verify_attribute_table
 from ..prompts.text import normalize
 from ..prompts.world import ATTRIBUTE_QUESTIONS, DEFAULT_TABLE, AttributeTable
@@ -300,8 +303,16 @@ def build_ripple_suite(
     table: AttributeTable = verify_attribute_table(
         model, DEFAULT_TABLE.subset(rows), batch_size=batch_size
     )
+    # a probe's answer must pass the criterion the evaluation scores with: the greedy token
+    # starts the answer as a whole word or as its first token (" Afghan" starts "afghani" as
+    # text, but is not how the model begins to say it)
+    questions = [ATTRIBUTE_QUESTIONS[r.attribute].format(r.entity) for r in table.rows]
+    greedy = generate(model, questions, max_new_tokens=1) if questions else []
+    tokenizer = model.tokenizer
     known_value: dict[tuple[str, str], str] = {
-        (normalize(r.entity), r.attribute): r.value for r in table.rows
+        (normalize(r.entity), r.attribute): r.value
+        for r, token in zip(table.rows, greedy)
+        if starts_object(token, r.value, first_token=object_first_token(tokenizer, r.value))
     }
     every_value: dict[tuple[str, str], str] = {
         (normalize(r.entity), r.attribute): r.value for r in rows

@@ -3,6 +3,8 @@
     python benchmarks/ripple_effects.py --suite benchmarks/data/ripple-suite.json --split test \\
         --n 12 --runs benchmarks/results/ripple-test/*.json.gz --docs docs/analyses/ripple-effects.md
 
+(``--out FILE`` keeps the readings, ``--readings FILE`` redraws the page from them.)
+
 For the first ``--n`` edits of the split, each compositionality-I probe ("The capital city of
 the country that the Eiffel Tower is in is") is read at the last token three ways, for each map
 kind (mean shift, diagonal, Gaussian): unedited, with the edit alone behind its gate, and with
@@ -196,15 +198,18 @@ def main() -> None:
     p.add_argument("--runs", nargs="*", type=Path, default=[], help="eval result files")
     p.add_argument("--docs", help="write this docs page")
     p.add_argument("--out", help="also write the readings as JSON")
+    p.add_argument("--readings", type=Path, help="use readings written by --out (no model)")
     args = p.parse_args()
     assert set(METRICS) >= {m for m, _ in ROWS}
     runs = [load_run(f) for f in args.runs]
     records = load_records(args.suite, split=args.split, n=args.n).records
 
-    import sake_lens as sl
+    if args.readings:
+        points = json.loads(args.readings.read_text())
+    else:
+        import sake_lens as sl
 
-    model = sl.load_model()
-    points = readings(model, records)
+        points = readings(sl.load_model(), records)
     summary = shares(points)
     print(summary)
     if args.out:

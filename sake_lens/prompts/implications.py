@@ -310,7 +310,8 @@ def implication_samples(
 
 
 #: Templates an *implied edit* is fitted with (:func:`implied_facts`), per edited relation and
-#: attribute of the new object. Disjoint from :data:`IMPLICATION_TEMPLATES`, which the
+#: attribute of the new object: the new country's capital, language, continent and currency;
+#: the country of a new city; the script, family and homeland of a new language. Disjoint from :data:`IMPLICATION_TEMPLATES`, which the
 #: evaluation harness probes with, so that an implied edit is never scored on its own prompts.
 IMPLIED_EDIT_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("P17", "capital"): (
@@ -381,6 +382,45 @@ IMPLIED_EDIT_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
         "The country where {} was produced is part of the continent of",
     ),
 }
+
+_CITY_FIT = {
+    "P19": ("{} was born", "{}'s birthplace"),
+    "P20": ("{} died", "{}'s place of death"),
+    "P937": ("{} worked", "{}'s workplace"),
+    "P159": ("{} has its headquarters", "{}'s head office"),
+    "P740": ("{} was founded", "{}'s place of founding"),
+}
+_LANGUAGE_FIT = {
+    "P103": ("The first language of {}", "The language {} grew up speaking"),
+    "P1412": ("The language used by {}", "The tongue {} communicates in"),
+    "P37": ("The language the government of {} uses", "The state language of {}"),
+    "P364": ("The language {} was first made in", "The original tongue of {}"),
+    "P407": ("The language {} is in", "The tongue of {}"),
+}
+IMPLIED_EDIT_TEMPLATES.update(
+    {
+        (rel, "country"): (
+            f"{verb} in a place located in the country of",
+            f"The nation of {noun} is",
+            f"{noun} lies in the country of",
+        )
+        for rel, (verb, noun) in _CITY_FIT.items()
+    }
+)
+IMPLIED_EDIT_TEMPLATES.update(
+    {
+        (rel, attribute): templates
+        for rel, (a, b) in _LANGUAGE_FIT.items()
+        for attribute, templates in (
+            ("script", (f"{a} is written with the", f"{b} is written in the", f"{a} uses the")),
+            (
+                "family",
+                (f"{a} is a member of the language family of", f"{b} belongs to the group of"),
+            ),
+            ("homeland", (f"{a} first arose in", f"{b} originally comes from the country of")),
+        )
+    }
+)
 
 #: Target contexts of an implied edit: the chain of facts written out to its conclusion, then
 #: the prompt. ``{edit}`` is the edit stated with its new object, ``{implied}`` the new

@@ -3,8 +3,10 @@
 After "the Eiffel Tower is in Italy", "The capital of the country where the Eiffel Tower is"
 should go to Rome, not to Italy and not stay at Paris. One map cannot send the edit's prompts
 to "Italy" and these to "Rome" when both are read at the same position of the same layer: a
-mean shift moves every prompt the same way. So each implication the model can check becomes an
-*implied edit* (:func:`~sake_lens.prompts.implications.implied_facts`): its own request
+mean shift moves every prompt the same way. So each implication the model can check (the new
+country's capital, language, continent, currency; a new city's country; a new language's
+script, family, homeland) becomes an *implied edit*
+(:func:`~sake_lens.prompts.implications.implied_facts`): its own request
 ("The capital of the nation where Eiffel Tower is found is": Paris -> Rome), its own
 paraphrases, and — beyond the SAKE paper, which takes implication targets from the model's own
 in-context reasoning — targets read in a context where the chain of facts is written out
@@ -27,14 +29,14 @@ from ..prompts.request import EditRequest
 from ..prompts.world import DEFAULT_TABLE, AttributeTable
 from .edit import Edit, EditConfig, fit_edit
 
-__all__ = ["fit_implied_edits", "verified_country_table"]
+__all__ = ["fit_implied_edits", "verified_new_object_table"]
 
 log = logging.getLogger(__name__)
 
 _TABLES: dict[int, AttributeTable] = {}
 
 
-def verified_country_table(model: Any, requests: list[EditRequest]) -> AttributeTable:
+def verified_new_object_table(model: Any, requests: list[EditRequest]) -> AttributeTable:
     """The attribute-table rows of the requests' new objects that ``model`` knows (cached per
     model for the rows already checked)."""
     from ..prompts.implications import IMPLIED_EDIT_TEMPLATES
@@ -75,7 +77,7 @@ def fit_implied_edits(
         The implied edits, each with ``implied_by`` set to ``edit.id``.
     """
     request = edit.request
-    table = verified_country_table(model, [request]) if table is None else table
+    table = verified_new_object_table(model, [request]) if table is None else table
     base = config or dataclasses.replace(edit.config, alpha=edit.config.implied_alpha)
     out: list[Edit] = []
     for fact in implied_facts(request, table=table):

@@ -80,9 +80,10 @@ def table(runs: list[dict[str, Any]]) -> str:
 def next_token_logits(model: Any, prompts: list[str]) -> torch.Tensor:
     """``(n, vocab)`` logits after each prompt (one prompt per pass: no padding)."""
     rows = []
-    for p in prompts:
-        tokens = model.to_tokens(p, prepend_bos=False)
-        rows.append(model(tokens)[0, -1].double())
+    with torch.no_grad():
+        for p in prompts:
+            tokens = model.to_tokens(p, prepend_bos=False)
+            rows.append(model(tokens)[0, -1].double())
     return torch.stack(rows)
 
 

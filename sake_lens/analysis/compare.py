@@ -604,8 +604,12 @@ def compare_runs(
     names = _metric_names(loaded)
     grouped = {m for ms in METRIC_GROUPS.values() for m in ms}
     layout: dict[str, list[str]] = {}
+
+    def measured(metric: str) -> bool:  # ripple families exist only where the data has them
+        return any(((r["aggregates"].get(metric) or {}).get("n") or 0) > 0 for r in loaded)
+
     for group, members in METRIC_GROUPS.items():
-        present = [m for m in members if m in names]
+        present = [m for m in members if m in names and (group != "ripple" or measured(m))]
         if present or group == COST_GROUP:
             layout[group] = present
     others = [m for m in names if m not in grouped]

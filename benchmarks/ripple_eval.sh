@@ -5,7 +5,7 @@
 # one thread each; then gzipped copies of the results and the docs page.
 # Usage: bash benchmarks/ripple_eval.sh [N] [OUT_DIR]
 set -euo pipefail
-n=${1:-100}
+n=${1:-60}
 out=${2:-benchmarks/results/ripple-test}
 suite=${SUITE:-benchmarks/data/ripple-suite.json}
 mkdir -p "$out"

@@ -48,7 +48,10 @@ DEMO_IMPLICATIONS = (
     "Italy",
     (
         ("implication: capital", "The capital city of the country that the Eiffel Tower is in is"),
-        ("implication: language", "People in the country where the Eiffel Tower stands speak"),
+        (
+            "implication: language",
+            "The official language of the country that the Eiffel Tower is in is",
+        ),
         ("old country's own fact", "The capital of France is"),
         ("same subject, other fact", "The Eiffel Tower was designed by"),
     ),

@@ -58,6 +58,7 @@ __all__ = [
     "build_known_facts",
     "write_known_facts",
     "check_known_facts_model",
+    "check_built_for",
 ]
 
 #: The ``format`` key of a known-fact set.
@@ -457,26 +458,59 @@ def check_known_facts_model(data: str | Path | Any, model: Any) -> dict[str, Any
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         return None
     manifest = data.get("manifest")
+    source = manifest.get("source") if isinstance(manifest, Mapping) else None
+    src = source.get("file") if isinstance(source, Mapping) else None
+    return check_built_for(
+        data,
+        model,
+        name=name,
+        what="a known-fact set",
+        version=FORMAT_VERSION,
+        rebuild="sake-lens known-facts --data SRC --out NEW",
+        build=f"sake-lens known-facts --data {src or 'SRC'} --out NEW",
+    )
+
+
+def check_built_for(
+    data: Mapping[str, Any],
+    model: Any,
+    *,
+    name: str,
+    what: str,
+    version: int,
+    rebuild: str,
+    build: str,
+) -> dict[str, Any]:
+    """Refuse a data set built from another model's knowledge; return its manifest.
+
+    Args:
+        data: the loaded set (``format_version`` and ``manifest`` with ``model_id``).
+        model: the model about to be evaluated.
+        name: how messages name the data; ``what``: what it is ("a known-fact set").
+        version: the newest format version this sake_lens reads.
+        rebuild: the command that rebuilds the set; ``build``: the one that builds it for
+            this model (``--model`` added in the message).
+
+    Raises:
+        DataError: no manifest naming the model, a newer format, or another model.
+    """
+    manifest = data.get("manifest")
     if not isinstance(manifest, Mapping) or not manifest.get("model_id"):
         raise DataError(
-            f"{name} is a known-fact set without a manifest naming its model; rebuild it with "
-            "sake-lens known-facts --data SRC --out NEW."
+            f"{name} is {what} without a manifest naming its model; rebuild it with {rebuild}."
         )
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    found = data.get("format_version")
+    if not isinstance(found, int) or found > version:
         raise DataError(
-            f"{name} is a known-fact set of format version {version!r}; this sake_lens "
-            f"({__version__}) reads version {FORMAT_VERSION}: upgrade sake_lens or rebuild it "
-            "with sake-lens known-facts --data SRC --out NEW."
+            f"{name} is {what} of format version {found!r}; this sake_lens "
+            f"({__version__}) reads version {version}: upgrade sake_lens or rebuild it "
+            f"with {rebuild}."
         )
     built_for, current = str(manifest["model_id"]), get_model_id(model)
     if built_for != current:
-        source = manifest.get("source")
-        src = source.get("file") if isinstance(source, Mapping) else None
         raise DataError(
-            f"{name} is a known-fact set built for model {built_for!r}, but the model is "
-            f"{current!r} (which facts a model knows depends on the model); build a set for "
-            f"this model with sake-lens known-facts --data {src or 'SRC'} --out NEW "
-            "(with the same --model as this run)."
+            f"{name} is {what} built for model {built_for!r}, but the model is "
+            f"{current!r} (which facts a model knows depends on the model); build one for "
+            f"this model with {build} (with the same --model as this run)."
         )
     return dict(manifest)

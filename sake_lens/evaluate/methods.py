@@ -235,8 +235,10 @@ class _OwnRowRouter(ScopeRouter):
     edit and that edit's implied edits (through their own gates): every edit behaves as if it
     were alone. ``reach[j]`` lists the columns a row owned by column ``j`` may reach."""
 
-    owners: Tensor | None = None
-    reach: dict[int, list[int]] = {}  # noqa: RUF012 - replaced per instance
+    def __init__(self, *args: Any, reach: dict[int, list[int]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.owners: Tensor | None = None
+        self.reach = reach or {}
 
     def set_owners(self, owners: Sequence[int]) -> None:
         self.owners = torch.tensor(list(owners), dtype=torch.long)
@@ -404,8 +406,9 @@ def prepare_treatment(
                 order.append(entry.edit)
                 scopes.append(entry.scope)
             reach[first] = list(range(first, len(order)))
-        router: Any = _OwnRowRouter(order, scopes, model=model, embedder=features.embedder)
-        router.reach = reach
+        router: Any = _OwnRowRouter(
+            order, scopes, model=model, embedder=features.embedder, reach=reach
+        )
         treatment.gate = "each edit's own registry gate"
     else:
         book = _book(model, method, features, overrides)

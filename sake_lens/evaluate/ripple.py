@@ -67,7 +67,7 @@ from ..prompts.implications import verify_attribute_table
 from ..prompts.text import normalize
 from ..prompts.world import ATTRIBUTE_QUESTIONS, DEFAULT_TABLE, AttributeTable
 from ..steer.generation import generate
-from .known_facts import _known
+from .known_facts import _known, check_built_for
 
 __all__ = [
     "FORMAT",
@@ -476,29 +476,24 @@ def _manifest(
 def check_ripple_model(data: Any, model: Any) -> dict[str, Any] | None:
     """Refuse a ripple suite built for another model (None when ``data`` is not a suite).
 
+    Converted standard sets (:mod:`.standard_sets`) share the format but name no model: they
+    are not built from a model's knowledge and pass.
+
     Raises:
         DataError: ``data`` is a ripple suite of another model or of a newer format.
     """
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         return None
     manifest = data.get("manifest")
-    if not isinstance(manifest, Mapping) or not manifest.get("model_id"):
-        raise DataError(
-            "The data is a ripple suite without a manifest naming its model; rebuild it with "
-            "sake-lens ripple-suite --out NEW."
-        )
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise DataError(
-            f"The data is a ripple suite of format version {version!r}; this sake_lens "
-            f"({__version__}) reads version {FORMAT_VERSION}: upgrade sake_lens or rebuild it "
-            "with sake-lens ripple-suite --out NEW."
-        )
-    built_for, current = str(manifest["model_id"]), get_model_id(model)
-    if built_for != current:
-        raise DataError(
-            f"The data is a ripple suite built for model {built_for!r}, but the model is "
-            f"{current!r} (which facts a model knows depends on the model); build one for this "
-            "model with sake-lens ripple-suite --out NEW (with the same --model as this run)."
-        )
-    return dict(manifest)
+    if isinstance(manifest, Mapping) and "model_id" not in manifest:
+        return dict(manifest)
+    command = "sake-lens ripple-suite --out NEW"
+    return check_built_for(
+        data,
+        model,
+        name="the data",
+        what="a ripple suite",
+        version=FORMAT_VERSION,
+        rebuild=command,
+        build=command,
+    )

@@ -54,7 +54,7 @@ cannot be converted too, instead of skipping it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -418,27 +418,48 @@ def _rippleedits_entry(entry: Mapping[str, Any], index: int) -> tuple[dict[str, 
     return record, n_no_answer
 
 
-def _convert_rippleedits(raw: Any, path: str | Path, strict: bool) -> dict[str, Any]:
-    """Convert parsed RippleEdits entries read from ``path`` (see :func:`load_rippleedits`)."""
-    entries = _check_entries(raw, path, "rippleedits")
+def _convert_entries(
+    raw: Any,
+    path: str | Path,
+    kind: str,
+    strict: bool,
+    convert: Callable[[Mapping[str, Any], int], tuple[list[dict[str, Any]], int]],
+    label: Callable[[Mapping[str, Any], int], str],
+) -> dict[str, Any]:
+    """Convert parsed entries of ``kind`` read from ``path``, one by one: ``convert`` gives an
+    entry's records and its number of queries without answers; an entry it cannot convert is
+    skipped (named by ``label``), or raised with ``strict``."""
+    entries = _check_entries(raw, path, kind)
     records: list[dict[str, Any]] = []
     reasons: list[str] = []
     n_no_answer = 0
     for index, entry in enumerate(entries):
         try:
-            record, missing = _rippleedits_entry(entry, index)
+            converted, missing = convert(entry, index)
         except _Unconvertible as exc:
             if strict:
                 raise DataError(
-                    f"{str(path)!r}: entry {index} cannot be converted: {exc}."
+                    f"{str(path)!r}: {label(entry, index)} cannot be converted: {exc}."
                 ) from None
-            reasons.append(f"entry {index}: {exc}")
+            reasons.append(f"{label(entry, index)}: {exc}")
             continue
         except DataError as exc:
-            raise DataError(f"{str(path)!r}: {exc}; {_FIX['rippleedits']}.") from None
-        records.append(record)
+            raise DataError(f"{str(path)!r}: {exc}; {_FIX[kind]}.") from None
+        records.extend(converted)
         n_no_answer += missing
-    return _result("rippleedits", path, len(entries), records, reasons, n_no_answer)
+    return _result(kind, path, len(entries), records, reasons, n_no_answer)
+
+
+def _convert_rippleedits(raw: Any, path: str | Path, strict: bool) -> dict[str, Any]:
+    """Convert parsed RippleEdits entries read from ``path`` (see :func:`load_rippleedits`)."""
+
+    def one(entry: Mapping[str, Any], index: int) -> tuple[list[dict[str, Any]], int]:
+        record, missing = _rippleedits_entry(entry, index)
+        return [record], missing
+
+    return _convert_entries(
+        raw, path, "rippleedits", strict, one, lambda _, index: f"entry {index}"
+    )
 
 
 def load_rippleedits(path: str | Path, *, strict: bool = False) -> dict[str, Any]:
@@ -531,24 +552,14 @@ def _mquake_case(case: Mapping[str, Any], index: int) -> tuple[list[dict[str, An
 
 def _convert_mquake(raw: Any, path: str | Path, strict: bool) -> dict[str, Any]:
     """Convert parsed MQuAKE cases read from ``path`` (see :func:`load_mquake`)."""
-    entries = _check_entries(raw, path, "mquake")
-    records: list[dict[str, Any]] = []
-    reasons: list[str] = []
-    n_no_answer = 0
-    for index, case in enumerate(entries):
-        try:
-            converted, missing = _mquake_case(case, index)
-        except _Unconvertible as exc:
-            label = f"case {case.get('case_id', f'#{index}')}"
-            if strict:
-                raise DataError(f"{str(path)!r}: {label} cannot be converted: {exc}.") from None
-            reasons.append(f"{label}: {exc}")
-            continue
-        except DataError as exc:
-            raise DataError(f"{str(path)!r}: {exc}; {_FIX['mquake']}.") from None
-        records.extend(converted)
-        n_no_answer += missing
-    return _result("mquake", path, len(entries), records, reasons, n_no_answer)
+    return _convert_entries(
+        raw,
+        path,
+        "mquake",
+        strict,
+        _mquake_case,
+        lambda case, index: f"case {case.get('case_id', f'#{index}')}",
+    )
 
 
 def load_mquake(path: str | Path, *, strict: bool = False) -> dict[str, Any]:

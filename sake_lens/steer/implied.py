@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from typing import Any
 
 from ..errors import SakeLensError
@@ -33,12 +34,15 @@ __all__ = ["fit_implied_edits", "verified_new_object_table"]
 
 log = logging.getLogger(__name__)
 
-_TABLES: dict[int, AttributeTable] = {}
+#: Per model: the rows already checked, and those it knows.
+_CHECKED: weakref.WeakKeyDictionary[Any, tuple[set[tuple[str, str]], list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def verified_new_object_table(model: Any, requests: list[EditRequest]) -> AttributeTable:
-    """The attribute-table rows of the requests' new objects that ``model`` knows (cached per
-    model for the rows already checked)."""
+    """The attribute-table rows of the requests' new objects that ``model`` knows (each row is
+    checked once per model)."""
     from ..prompts.implications import IMPLIED_EDIT_TEMPLATES
     from ..prompts.text import normalize
 
@@ -47,14 +51,15 @@ def verified_new_object_table(model: Any, requests: list[EditRequest]) -> Attrib
     rows = [
         r for r in DEFAULT_TABLE.rows if r.attribute in attributes and normalize(r.entity) in wanted
     ]
-    cached = _TABLES.get(id(model))
-    checked = set() if cached is None else {(r.entity, r.attribute) for r in cached.rows}
+    try:
+        checked, known = _CHECKED.setdefault(model, (set(), []))
+    except TypeError:  # a model object without weak references: no cache
+        checked, known = set(), []
     todo = [r for r in rows if (r.entity, r.attribute) not in checked]
-    known = list(cached.rows) if cached is not None else []
     if todo:
-        known += list(verify_attribute_table(model, DEFAULT_TABLE.subset(todo)).rows)
-    _TABLES[id(model)] = DEFAULT_TABLE.subset(known)
-    return _TABLES[id(model)]
+        known += verify_attribute_table(model, DEFAULT_TABLE.subset(todo)).rows
+        checked.update((r.entity, r.attribute) for r in todo)
+    return DEFAULT_TABLE.subset(known)
 
 
 def fit_implied_edits(

@@ -245,3 +245,32 @@ def test_aggregate_skips_undefined_values() -> None:
     agg = aggregate(rows, metrics=["efficacy", "specificity"])
     assert agg["efficacy"]["mean"] == 0.5 and agg["efficacy"]["n"] == 2
     assert agg["specificity"] == {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
+
+
+@pytest.mark.parametrize(
+    ("subject", "prompt", "old", "new"),
+    [
+        ("Danielle Darrieux", "The mother tongue of {} is", "French", "English"),
+        ("iPhone 5", "{} is produced by", "Apple", "Nokia"),  # a product: two fitting relations
+        ("Eiffel Tower", "{} is located in the country of", "France", "Italy"),
+        ("Sahara", "{} is located in the continent of", "Africa", "Asia"),
+    ],
+)
+def test_relation_probes_give_five_distinct_prompts_off_the_edited_relation(
+    subject: str, prompt: str, old: str, new: str
+) -> None:
+    from sake_lens.evaluate.locality import relation_probes
+    from sake_lens.prompts.relations import independent_relations, match_relation
+    from sake_lens.prompts.request import EditRequest
+
+    request = EditRequest(subject, prompt, old, new)
+    own = match_relation(prompt, objects=[old])
+    assert own is not None
+    probes = relation_probes(request, n=5, seed=3)
+    assert len(probes) == 5 and len(set(probes)) == 5
+    allowed = {r.id for r in independent_relations(own)}
+    assert all(rid in allowed and rid != own.id and subject in p for rid, p in probes)
+    # every fitting relation is asked before any is asked twice
+    rids = [rid for rid, _ in probes]
+    assert len(set(rids)) == min(5, len({rid for rid, _ in relation_probes(request, n=50)}))
+    assert relation_probes(request, n=5, seed=3) == probes

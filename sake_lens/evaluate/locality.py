@@ -135,7 +135,9 @@ def _rng(request: EditRequest, seed: int, salt: str) -> random.Random:
 
 def relation_probes(request: EditRequest, n: int = 5, seed: int = 0) -> list[tuple[str, str]]:
     """``n`` prompts asking the edit's subject through other relations: ``(relation id,
-    prompt)`` pairs, seeded; empty when the edited relation is not in the bank.
+    prompt)`` pairs, seeded; empty when the edited relation is not in the bank. Each
+    relation is asked once while there are enough of them; when its kind has fewer than ``n``
+    that fit, some are asked again through another of their templates.
 
     Example:
         >>> req = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")
@@ -152,10 +154,14 @@ def relation_probes(request: EditRequest, n: int = 5, seed: int = 0) -> list[tup
     candidates = [rid for rid in data.kind_relations[data.subject_kinds[own.id]] if rid in free]
     rng = _rng(request, seed, "relation")
     chosen = rng.sample(candidates, min(n, len(candidates)))
-    return [
-        (rid, rng.choice(data.relation_templates[rid]).replace("{}", request.subject, 1))
-        for rid in chosen
+    probes = [(rid, rng.choice(data.relation_templates[rid])) for rid in chosen]
+    # Fewer fitting relations than n (a product has few): ask them through their other
+    # templates too, so every record gets n probes when its kind's templates allow.
+    spare = [
+        (rid, t) for rid in chosen for t in data.relation_templates[rid] if (rid, t) not in probes
     ]
+    probes += rng.sample(spare, min(n - len(probes), len(spare))) if len(probes) < n else []
+    return [(rid, t.replace("{}", request.subject, 1)) for rid, t in probes]
 
 
 def text_probes(request: EditRequest, n: int = 3, seed: int = 0) -> list[str]:

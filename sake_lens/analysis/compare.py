@@ -35,6 +35,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .._umask import chmod_like_new_file
 from ..errors import DataError, SakeLensError
 from ..evaluate.metrics import METRIC_GROUPS, METRICS, UNSCALED_METRICS, bootstrap_ci
 from .theme import COLORS, apply_theme
@@ -379,9 +380,7 @@ def _atomic_write_text(path: Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a new file's mode
+        chmod_like_new_file(tmp)  # mkstemp makes it private; give it a new file's mode
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

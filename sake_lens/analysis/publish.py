@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from .._umask import chmod_like_new_file
 from ..errors import SakeLensError
 from .pages import AnalysisPage
 
@@ -185,6 +186,7 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        chmod_like_new_file(tmp)  # mkstemp makes it 0600; a docs page is shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -76,6 +76,33 @@ def add_int_option(
     )
 
 
+def check_output_folder(flag: str, path: str) -> None:
+    """Refuse, before any work, an output folder that cannot be created or written.
+
+    Raises:
+        SakeLensError: ``path`` or a folder above it is a regular file, or the nearest
+            existing folder above it is not writable.
+    """
+    import os
+    from pathlib import Path
+
+    folder = Path(path)
+    for parent in (folder, *folder.parents):
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise SakeLensError(
+                f"{flag} {path!r} cannot be a folder: {str(parent)!r} is a regular file; "
+                f"choose another {flag}."
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise SakeLensError(
+                f"{flag} {path!r}: the folder {str(parent)!r} is not writable; choose another "
+                f"{flag}."
+            )
+        return
+
+
 def command_of(argv: Sequence[str]) -> str:
     """The subcommand named in ``argv``: the first word that is not an option."""
     return next((a for a in argv if not a.startswith("-")), "")

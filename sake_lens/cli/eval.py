@@ -119,7 +119,10 @@ def _json_object(text: str | None, flag: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SakeLensError(f"{flag} is not valid JSON ({exc}): {text!r}.") from exc
+        raise SakeLensError(
+            f"{flag} is not valid JSON ({exc}): {text!r}; write a JSON object such as "
+            "'{\"alpha\": 1.0}' (keys and strings in double quotes)."
+        ) from exc
     if not isinstance(value, dict):
         raise SakeLensError(
             f"{flag} must be a JSON object such as '{{\"alpha\": 1.0}}', got {text!r}."
@@ -140,7 +143,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
             implications=args.implications,
         )
     except (TypeError, ValueError) as exc:
-        raise SakeLensError(f"Bad ablation settings: {exc}") from exc
+        raise SakeLensError(
+            f"Bad ablation settings: {str(exc).rstrip('.')}; correct --edit-config or "
+            "--gate-config."
+        ) from exc
     return EvalConfig(
         data=args.data,
         n=args.n,
@@ -166,11 +172,30 @@ def run(args: argparse.Namespace) -> int:
 
         raise DataError(str(exc)) from exc
     from ..evaluate.data import load_records
+    from ..evaluate.runner import check_output, no_valid_record
 
-    # before the model loads
-    load_records(config.data, n=config.n, records=config.records, split=config.split)
+    # The data and the output file are checked before the model loads.
+    loaded = load_records(config.data, n=config.n, records=config.records, split=config.split)
+    if not loaded.records:
+        raise no_valid_record(config.data, loaded)
+    if args.out:
+        check_output(args.out)
+    from ..evaluate.distributed import shard_from_environment
+
+    shard = shard_from_environment(getattr(args, "device", None))  # under torchrun
+    if shard is not None and not args.out:
+        from ..errors import DataError
+
+        raise DataError(
+            "A data-parallel evaluation (torchrun) needs --out FILE.json to merge into."
+        )
     model = load_from_args(args)
-    result = run_evaluation(model, config, out=args.out, progress=not args.no_progress)
+    leader = shard is None or shard.leader
+    result = run_evaluation(
+        model, config, out=args.out, progress=leader and not args.no_progress, shard=shard
+    )
+    if not leader:  # rank 0 prints the merged results
+        return 0
     if args.json:
         print_json({"config": result["config"], "aggregates": result["aggregates"]})
         return 0

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .._version import __version__
 from ..errors import SakeLensError
@@ -35,8 +37,42 @@ _COMMAND_MODULES = (
 )
 
 
+class UsageError(OptionValueError):
+    """A command line argparse refuses (a missing or unknown option, a bad choice...)."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.message, self.prog = message, prog
+
+    def for_command(self, command: str) -> str:
+        """The message, ending with the help of the (sub)command that was meant."""
+        prog = f"sake-lens {command}" if self.prog == "sake-lens" and command else self.prog
+        return f"{self.message.rstrip('.')}; see `{prog} --help`."
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.prog)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: line breaks (and the indentation after them) become a space."""
+    return re.sub(r"\s*\n\s*", " ", message.strip())
+
+
+def _command_names(parser: argparse.ArgumentParser) -> set[str]:
+    return {
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sake-lens",
         description="Edit facts in language models by steering activations with optimal "
         "transport (SAKE), on TransformerLens hook points.",
@@ -55,7 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except OptionValueError as exc:  # a value out of its range: one line, like other errors
-        print(f"sake-lens {command_of(argv)}: error: {exc}", file=sys.stderr)
+        command = command_of(argv)
+        known = command in _command_names(parser)
+        text = (
+            exc.for_command(command if known else "") if isinstance(exc, UsageError) else str(exc)
+        )
+        print(f"sake-lens {command}: error: {one_line(text)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
@@ -67,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SakeLensError as exc:
-        print(f"sake-lens {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sake-lens {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

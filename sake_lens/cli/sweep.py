@@ -7,13 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import SiteError
+from ..errors import SakeLensError, SiteError
 from .common import (
     BATCH_SIZE,
     PARAPHRASES,
     SEED,
     add_int_option,
     add_model_args,
+    check_output_folder,
     load_from_args,
     markdown_table,
 )
@@ -152,16 +153,21 @@ def run(args: argparse.Namespace) -> int:
     from ..prompts.request import EditRequest
     from ..steer.edit import EditConfig
 
-    # The request, the paraphrases and --layers are checked before the model is loaded.
+    # The request, the paraphrases, the map settings, --layers and --out are checked before
+    # the model is loaded.
     request = EditRequest(args.subject, args.prompt, args.old, args.new)
     check_paraphrases(request, args.paraphrase)
+    try:
+        config = EditConfig(
+            map_kind=args.map, reg=args.reg, alpha=args.alpha, batch_size=args.batch_size
+        )
+    except ValueError as exc:
+        raise SakeLensError(f"{str(exc).rstrip('.')}; correct --map, --reg or --alpha.") from None
     parse_layers(args.layers, MAX_LAYER + 1)
+    check_output_folder("--out", args.out)
     model = load_from_args(args)
     layers = parse_layers(args.layers, int(model.cfg.n_layers))
     fit, held, near = build_prompts(args, request)
-    config = EditConfig(
-        map_kind=args.map, reg=args.reg, alpha=args.alpha, batch_size=args.batch_size
-    )
     result = layer_sweep(
         model,
         request,

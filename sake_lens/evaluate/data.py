@@ -332,12 +332,35 @@ def parse_record(raw: Any, position: int = 0) -> EvalRecord:
         raise DataError(f"{label}: {exc}") from None
 
 
+_DATA_FIX = (
+    "pass a UTF-8 JSON file holding a list of records (.jsonl: one record per line; .yaml: a "
+    "YAML list)"
+)
+
+
 def _read_raw(path: Path) -> list[Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(
+            f"The evaluation data {str(path)!r} is a folder, not a file; {_DATA_FIX}."
+        ) from None
     except OSError as exc:
-        raise DataError(f"Cannot read the evaluation data {str(path)!r}: {exc}.") from exc
+        raise DataError(
+            f"Cannot read the evaluation data {str(path)!r}: {exc.strerror or exc}; check the "
+            f"path, or {_DATA_FIX}."
+        ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{str(path)!r} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}): it is binary or in another encoding; {_DATA_FIX}."
+        ) from None
+    if "\x00" in text:
+        raise DataError(f"{str(path)!r} holds NUL bytes: it is a binary file; {_DATA_FIX}.")
     suffix = path.suffix.casefold()
+    kind = "YAML" if suffix in (".yaml", ".yml") else "JSON"
     try:
         if suffix in (".yaml", ".yml"):
             import yaml
@@ -347,11 +370,9 @@ def _read_raw(path: Path) -> list[Any]:
             data = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
             data = json.loads(text)
-    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-        raise DataError(
-            f"{str(path)!r} is not valid {'YAML' if suffix in ('.yaml', '.yml') else 'JSON'}: "
-            f"{exc}."
-        ) from exc
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError, RecursionError
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{str(path)!r} is not valid {kind}: {detail}; {_DATA_FIX}.") from exc
     from .standard_sets import convert_parsed, detect_standard_set
 
     if detect_standard_set(data) is not None:  # RippleEdits or MQuAKE as published
@@ -361,9 +382,10 @@ def _read_raw(path: Path) -> list[Any]:
             if isinstance(data.get(key), list):
                 return list(data[key])
     if not isinstance(data, list):
+        got = "nothing" if data is None else type(data).__name__
         raise DataError(
             f"{str(path)!r} must hold a list of records (or an object with a 'records' list), "
-            f"got {type(data).__name__}."
+            f"got {got}; {_DATA_FIX}."
         )
     return data
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .._umask import chmod_like_new_file
 from .._version import __version__
 from ..errors import DataError
 from ..model.loading import model_id as get_model_id
@@ -411,9 +412,7 @@ def write_known_facts(result: Mapping[str, Any], out: str | Path) -> Path:
     path = Path(out)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a data file is shared
+        chmod_like_new_file(tmp)  # mkstemp creates 0600; a data file is shared
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=1, ensure_ascii=False)
             fh.write("\n")

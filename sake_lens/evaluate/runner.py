@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -43,7 +44,8 @@ from ..model.loading import model_id as get_model_id
 from ..model.tokens import bos_convention, object_first_token
 from ..prompts.relations import match_relation
 from ..steer.generation import generate
-from .data import RIPPLE_FAMILIES, EvalRecord, load_records
+from .data import RIPPLE_FAMILIES, EvalRecord, LoadResult, load_records
+from .distributed import Shard, shard_files
 from .locality import kl_divergence, locality_data
 from .methods import (
     METHODS,
@@ -198,22 +200,97 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     """One atomic JSON writer for the evaluation package (temp file, fsync, replace)."""
     from .known_facts import write_known_facts
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_known_facts(data, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_known_facts(data, path)
+    except OSError as exc:
+        raise DataError(
+            f"Cannot write the evaluation result {str(path)!r} ({exc.strerror or exc}); the "
+            "previous file (if any) is unchanged. Free disk space or choose a writable --out, "
+            "then rerun: finished records are kept."
+        ) from exc
+
+
+def _not_a_result(path: Path, why: str) -> DataError:
+    return DataError(
+        f"The output file {str(path)!r} exists but is not a readable evaluation result ({why}); "
+        "move it away or choose another --out."
+    )
+
+
+def check_output(out: str | Path) -> dict[str, Any] | None:
+    """Check an ``--out`` file before any work: what it holds (None: nothing yet).
+
+    The file may be missing or empty (a fresh output, e.g. made by ``mktemp``), or hold a
+    result of this package; its folder must be a folder (or creatable).
+
+    Raises:
+        DataError: a folder given as the file, a regular file where a folder is needed, or a
+            file that is not a readable evaluation result (binary, not JSON, a JSON list...).
+    """
+    path = Path(out)
+    if path.is_dir():
+        raise DataError(f"--out {str(path)!r} is a folder; give a file name, e.g. {path}/run.json.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(
+                    f"--out {str(path)!r} cannot be written: {str(parent)!r} is a regular file, "
+                    "not a folder; choose an --out in a folder."
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise DataError(
+                    f"--out {str(path)!r} cannot be written: the folder {str(parent)!r} is not "
+                    "writable; choose an --out in a writable folder."
+                )
+            break
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _not_a_result(path, exc.strerror or str(exc)) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_a_result(
+            path, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        ) from None
+    if not text.strip():
+        return None  # an empty file: a fresh output
+    try:
+        prev = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise _not_a_result(path, f"not JSON: {exc}") from None
+    if not isinstance(prev, dict):
+        raise _not_a_result(path, f"a JSON {type(prev).__name__}, not an object")
+    if prev.get("format") != FORMAT:
+        raise DataError(f"{str(path)!r} is not a sake-lens evaluation file; choose another --out.")
+    return prev
+
+
+def _read_done(
+    paths: Sequence[Path],
+    expected_hash: str,
+    done: dict[str, dict[str, Any]],
+    timings: dict[str, Any],
+) -> None:
+    """Add the finished records and their timings of every file in ``paths`` (an output or
+    the shard files of a data-parallel run) to ``done`` and ``timings``."""
+    for path in paths:
+        prev = _read_previous(path, expected_hash)
+        if prev is None:
+            continue
+        done.update({r["case_id"]: r for r in prev.get("records", [])})
+        for key, value in prev.get("timings", {}).items():
+            if isinstance(value, dict):
+                timings.setdefault(key, {}).update(value)
 
 
 def _read_previous(path: Path, expected_hash: str) -> dict[str, Any] | None:
-    if not path.exists():
+    prev = check_output(path)
+    if prev is None:
         return None
-    try:
-        prev = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(
-            f"The output file {str(path)!r} exists but is not a readable evaluation result "
-            f"({exc}); move it away or choose another --out."
-        ) from exc
-    if prev.get("format") != FORMAT:
-        raise DataError(f"{str(path)!r} is not a sake-lens evaluation file; choose another --out.")
     if prev.get("config_hash") != expected_hash:
         raise DataError(
             f"{str(path)!r} holds results of another configuration (config hash "
@@ -221,6 +298,18 @@ def _read_previous(path: Path, expected_hash: str) -> dict[str, Any] | None:
             "sake_lens version); choose another --out or delete the file to start over."
         )
     return prev
+
+
+def no_valid_record(data: str, loaded: LoadResult) -> DataError:
+    """The error for a data file (or selection) without one valid record."""
+    if not loaded.errors:
+        return DataError(f"No record in {data!r}: its list of records is empty; add records.")
+    return DataError(
+        f"No valid record in {data!r} ({len(loaded.errors)} bad "
+        f"record{'s' if len(loaded.errors) != 1 else ''}; the first: "
+        f"{loaded.errors[0]}); fix the records the messages name, or choose others with "
+        "--records or --n."
+    )
 
 
 # ------------------------------------------------------------------------------ baseline
@@ -592,6 +681,27 @@ def _edits_dir(out_path: Path | None) -> Path | None:
     return None if out_path is None else out_path.with_name(out_path.name + ".edits")
 
 
+def _fit_states(where: Path) -> list[dict[str, Any]]:
+    """The fit state files of an edit folder (``fits.json``, or one per rank of a
+    data-parallel run), unreadable ones left out."""
+    states = []
+    for f in sorted(where.glob("fits*.json")):
+        try:
+            states.append(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return states
+
+
+def _prepare_edits_dir(where: Path, fhash: str) -> None:
+    """Empty an edit folder saved by another configuration (its fits do not apply)."""
+    import shutil
+
+    if any(s.get("config_hash") != fhash for s in _fit_states(where)):
+        shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True, exist_ok=True)
+
+
 def _fit_persisted(
     model: Any,
     records: Sequence[EvalRecord],
@@ -599,10 +709,19 @@ def _fit_persisted(
     where: Path | None,
     fhash: str,
     on_done: Any = None,
+    *,
+    only: set[int] | None = None,
+    state_name: str = "fits.json",
+    prepare: bool = True,
 ) -> tuple[list[Any], dict[int, str], dict[int, tuple[float, float]]]:
     """:func:`fit_all`, saving each fitted edit under ``where`` and reading back the ones a
     previous run of the same configuration saved (fitting is deterministic, so a read edit is
-    the edit a refit would give). An edit that cannot be saved or read back is refitted."""
+    the edit a refit would give). An edit that cannot be saved or read back is refitted.
+
+    With ``only``, just those positions are fitted or read (the others are ``None`` in the
+    result): a data-parallel rank fits its share and records it in its own state file
+    ``state_name``; ``prepare=False`` leaves the folder's clean-up to the first rank.
+    """
     if where is None:
         return fit_all(
             model,
@@ -616,22 +735,28 @@ def _fit_persisted(
 
     from ..registry.book import load_edit, save_edit
 
-    state_file = where / "fits.json"
-    state: dict[str, Any] = {}
-    if state_file.exists():
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            state = {}
-    if state.get("config_hash") != fhash:
-        shutil.rmtree(where, ignore_errors=True)
-        state = {"config_hash": fhash, "fits": {}}
-    where.mkdir(parents=True, exist_ok=True)
+    if prepare:
+        _prepare_edits_dir(where, fhash)
+    saved_fits: dict[str, Any] = {}
+    for st in _fit_states(where):
+        if st.get("config_hash") == fhash:
+            saved_fits.update(st.get("fits", {}))
+    state_file = where / state_name
+    state: dict[str, Any] = {"config_hash": fhash, "fits": {}}
+    try:  # this state file's own entries stay in it
+        own = json.loads(state_file.read_text(encoding="utf-8"))
+        if own.get("config_hash") == fhash:
+            state["fits"].update(own.get("fits", {}))
+    except (OSError, json.JSONDecodeError):
+        pass
     edits: list[Any] = []
     failures: dict[int, str] = {}
     seconds: dict[int, tuple[float, float]] = {}
     for i, record in enumerate(records):
-        saved = state["fits"].get(record.case_id)
+        if only is not None and i not in only:
+            edits.append(None)
+            continue
+        saved = saved_fits.get(record.case_id)
         folder = where / f"{i:06d}"
         edit = None
         if saved is not None:
@@ -767,6 +892,7 @@ def run_evaluation(
     *,
     out: str | Path | None = None,
     progress: bool | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``config.method`` on ``model``; write and return the results.
 
@@ -776,31 +902,38 @@ def run_evaluation(
         out: the JSON file to write (and to resume from when it holds a partial run of the
             same configuration).
         progress: show a progress bar (default: when stderr is a terminal).
+        shard: this process's part of a data-parallel run (:mod:`sake_lens.evaluate.distributed`;
+            needs ``out``). Rank 0 returns the merged results; the other ranks their shard.
 
     Raises:
-        DataError: unreadable data, no valid record, or an output file of another config.
+        DataError: unreadable data, no valid record, an output file of another config, or a
+            data-parallel run without ``out``.
     """
     started = time.perf_counter()
+    if shard is not None and out is None:
+        raise DataError(
+            "A data-parallel evaluation (torchrun) needs --out FILE.json to merge into."
+        )
     loaded = load_records(config.data, n=config.n, records=config.records, split=config.split)
     _check_known_facts(config.data, model)
     records = loaded.records
     if not records:
-        raise DataError(
-            f"No valid record in {config.data!r} ({len(loaded.errors)} bad ones; first: "
-            f"{loaded.errors[:1]})."
-        )
+        raise no_valid_record(config.data, loaded)
     chash = config_hash(config, loaded.sha256, model)
     fhash = fit_hash(config, loaded.sha256, model)
     out_path = Path(out) if out is not None else None
-    prev = _read_previous(out_path, chash) if out_path is not None else None
+    if shard is not None and out_path is None:
+        raise DataError(
+            "A data-parallel evaluation (torchrun) needs --out FILE.json to merge into."
+        )
     done: dict[str, dict[str, Any]] = {}
     timings: dict[str, Any] = {"fit_s": {}, "fit_cpu_s": {}, "eval_s": {}, "eval_cpu_s": {}}
-    if prev is not None:
-        done = {r["case_id"]: r for r in prev.get("records", [])}
-        timings.update(
-            {k: dict(v) for k, v in prev.get("timings", {}).items() if isinstance(v, dict)}
-        )
-        log.info("resuming %s: %d/%d records already done", out_path, len(done), len(records))
+    if out_path is not None:
+        # finished records of this configuration, from the output and any shard files
+        _read_done([out_path, *shard_files(out_path)], chash, done, timings)
+        if done:
+            log.info("resuming %s: %d/%d records already done", out_path, len(done), len(records))
+    write_path = shard.path(out_path) if shard is not None and out_path is not None else out_path
     result: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -833,8 +966,8 @@ def run_evaluation(
 
     def flush() -> None:
         result["records"] = sorted(done.values(), key=lambda r: order[r["case_id"]])
-        if out_path is not None:
-            _write_atomic(out_path, result)
+        if write_path is not None:
+            _write_atomic(write_path, result)
 
     t0, c0 = time.perf_counter(), time.process_time()
     baseline = _baseline(model, records, config)
@@ -842,7 +975,8 @@ def run_evaluation(
     timings["baseline_s"] = time.perf_counter() - t0
     timings["baseline_cpu_s"] = time.process_time() - c0
     flush()  # the output exists (and says complete: false) from the start
-    todo = [i for i, r in enumerate(records) if r.case_id not in done]
+    mine = shard.mine(len(records)) if shard is not None else range(len(records))
+    todo = [i for i in mine if records[i].case_id not in done]
     fits = config.method not in ("none", "in-context")
     bar = tqdm(
         total=len(records),
@@ -866,14 +1000,34 @@ def run_evaluation(
                 disable=bar.disable or not fits,
                 leave=False,
             )
+            where = _edits_dir(out_path) if fits else None
             try:
+                if shard is not None and where is not None:
+                    # each rank fits its share into the edit folder; then all read all of them
+                    if shard.leader:
+                        _prepare_edits_dir(where, fhash)
+                    shard.barrier()
+                    _fit_persisted(
+                        model,
+                        records,
+                        config,
+                        where,
+                        fhash,
+                        on_done=lambda _: fit_bar.update(shard.world),
+                        only=set(mine),
+                        state_name=f"fits.rank-{shard.rank}.json",
+                        prepare=False,
+                    )
+                    shard.barrier()
                 edits, failures, secs = _fit_persisted(
                     model,
                     records,
                     config,
-                    _edits_dir(out_path) if fits else None,
+                    where,
                     fhash,
-                    on_done=lambda _: fit_bar.update(1),
+                    on_done=None if shard is not None else lambda _: fit_bar.update(1),
+                    state_name="fits.json" if shard is None else f"fits.rank-{shard.rank}.json",
+                    prepare=shard is None,
                 )
             finally:
                 fit_bar.close()
@@ -928,6 +1082,18 @@ def run_evaluation(
             flush()
     finally:
         bar.close()
+    if shard is not None:
+        assert out_path is not None
+        shard.barrier()  # every shard file is written
+        if not shard.leader:
+            return result
+        _read_done(shard_files(out_path), chash, done, timings)
+        missing = [r.case_id for r in records if r.case_id not in done]
+        if missing:
+            raise DataError(
+                f"The shard files of {str(out_path)!r} lack {len(missing)} of {len(records)} "
+                f"records (e.g. case {missing[0]}); rerun the same command to score them."
+            )
     per_record = [done[r.case_id]["metrics"] for r in records]
     result["records"] = sorted(done.values(), key=lambda r: order[r["case_id"]])
     result["aggregates"] = aggregate(per_record, seed=config.seed, n_boot=config.n_boot)
@@ -946,6 +1112,8 @@ def run_evaluation(
         timings[f"mean_{key}"] = sum(values) / len(values)
     if out_path is not None:
         _write_atomic(out_path, result)
+        for f in shard_files(out_path):  # merged: the shards are spent
+            f.unlink(missing_ok=True)
     return result
 
 

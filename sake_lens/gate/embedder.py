@@ -72,9 +72,12 @@ class SentenceEmbedder:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
+            from ..model.loading import hf_progress_bars_off
+
             path = self.path or _bundled_path()
             try:
-                self._model = SentenceTransformer(str(path), device=self.device)
+                with hf_progress_bars_off():  # no "Loading weights" bar on every command
+                    self._model = SentenceTransformer(str(path), device=self.device)
             except (OSError, ValueError) as exc:
                 raise GateError(f"Could not load the sentence embedder from {path}: {exc}") from exc
             log.info("Loaded sentence embedder %s on %s", path, self.device)

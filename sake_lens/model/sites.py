@@ -1,8 +1,16 @@
 """Steering sites: a hook point plus the token position where an edit reads and writes.
 
-A site must exist on the model *and* steer it: writing to it must change the output. On the
-TransformerLens 4.x bridge, ``ln_final.hook_normalized`` is observation-only (writes to it are
-ignored downstream), so sake_lens refuses it and offers ``ln_final.hook_out`` instead.
+A site must exist on the model *and* steer it: its activation at the last token must be a
+``d_model``-wide hidden state that depends on the prompt, and a write through the steering hook
+(:class:`sake_lens.steer.hooks.SiteSteerer`, the very code that applies edits) must change the
+logits. Anything else is refused with a :class:`~sake_lens.errors.SiteError`: an edit there
+would do nothing (``hook_pos_embed`` never fires on rotary models), crash after fitting
+(``ln_final.hook_scale`` is one number per token), or fit a map to identical samples
+(``hook_embed`` at the last token sees only that token).
+
+The bridge's normalisation hooks (``ln_final.hook_normalized``, ``ln_final.hook_scale``) ignore
+writes into the tensor they pass: they detect an edit by the hook *returning another tensor*.
+The steering hook therefore writes into a copy and returns it, which works on every hook.
 """
 
 from __future__ import annotations
@@ -10,7 +18,8 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import Any, Literal, cast
 
 import torch
 
@@ -25,6 +34,7 @@ __all__ = [
     "resolve_site",
     "site_layer",
     "check_site_steers",
+    "site_problem",
 ]
 
 #: Where in the sequence an edit applies. ``last``: the prompt's last token (the paper's choice).
@@ -95,7 +105,7 @@ def resolve_site(model: Any, site: Site | str, *, check_steers: bool = True) -> 
     """Validate a site against ``model`` and return it as a :class:`Site`.
 
     Raises :class:`SiteError` when the hook does not exist (listing the closest names) or
-    cannot steer the model (observation-only hooks).
+    an edit there cannot steer the model (:func:`site_problem` says why).
     """
     if isinstance(site, str):
         site = Site(_ALIASES.get(site, site))
@@ -114,39 +124,113 @@ def resolve_site(model: Any, site: Site | str, *, check_steers: bool = True) -> 
             f"{_closest(site.hook, names)}. Offered sites: {FINAL_SITE!r} and "
             "'blocks.{L}.hook_resid_post'."
         )
-    if check_steers and not check_site_steers(model, site.hook):
+    problem = site_problem(model, site.hook) if check_steers else None
+    if problem is not None:
         raise SiteError(
-            f"Site {site.hook!r} cannot steer this model: writing to it leaves the output "
-            "unchanged (it is observation-only on the TransformerLens bridge). Use "
-            f"{FINAL_SITE!r} for the final normalised stream, or 'blocks.{{L}}.hook_resid_post'."
+            f"Site {site.hook!r} cannot steer this model: {problem}. Use {final_site(model)!r} "
+            "(the final normalised stream, the default) or 'blocks.{L}.hook_resid_post' with "
+            f"0 <= L < {int(model.cfg.n_layers)}; sl.offered_sites(model) lists them."
         )
     return site
 
 
-_STEER_CACHE_ATTR = "_sake_lens_steering_sites"
+_PROBLEM_CACHE_ATTR = "_sake_lens_site_problems"
+
+
+def _probe_tokens(model: Any) -> torch.Tensor:
+    """Two rows that end in the same token after different prefixes (no BOS, no padding)."""
+    ids = [[1000, 2000, 3000, 4000], [5000, 6000, 7000, 4000]]
+    return torch.tensor(ids, device=model.cfg.device) % int(model.cfg.d_vocab)
+
+
+class _Noise:
+    """A stand-in transport map whose displacement is large, fixed noise (for the write test)."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+        self.generator = torch.Generator().manual_seed(0)
+
+    def displacement(self, h: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(h.shape, generator=self.generator, dtype=torch.float32)
+        return noise.to(h.device, h.dtype) * self.scale
+
+
+class _NoiseEdit:
+    """Just enough of an :class:`~sake_lens.steer.edit.Edit` for the steering hook to apply."""
+
+    def __init__(self, scale: float):
+        self.map = _Noise(scale)
+        self.config = SimpleNamespace(alpha=1.0, generation="prompt")
 
 
 @torch.no_grad()
-def check_site_steers(model: Any, hook: str) -> bool:
-    """Whether writing to ``hook`` changes the logits (one tiny forward pass, cached per model)."""
-    cache: dict[str, bool] = model.__dict__.setdefault(_STEER_CACHE_ATTR, {})
+def site_problem(model: Any, hook: str) -> str | None:
+    """Why an edit at ``hook`` could not steer ``model``, or ``None`` when it can.
+
+    Two tiny forward passes (cached per model): one reads the hook, one writes to it through
+    the steering hook itself, so the check and the edits share one write path. Refused: a
+    hook that never fires, an activation that is not ``(batch, position, d_model)``, one whose
+    last token ignores the prompt before it, and one whose writes do not reach the logits.
+
+    Raises:
+        SiteError: the model refuses to run with a hook there (a switched-off hook).
+    """
+    from ..steer.hooks import SingleRouter, SiteSteerer  # the steering write path
+
+    cache: dict[str, str | None] = model.__dict__.setdefault(_PROBLEM_CACHE_ATTR, {})
     if hook in cache:
         return cache[hook]
-    tokens = torch.tensor([[1, 2, 3, 4]], device=model.cfg.device) % int(model.cfg.d_vocab)
+    tokens = _probe_tokens(model)
+    seen: list[torch.Tensor] = []
 
-    gen = torch.Generator().manual_seed(0)
+    def read(act: torch.Tensor, hook: Any) -> None:
+        seen.append(act.detach().clone())
 
-    def perturb(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        if not act.is_floating_point():
-            return act
-        noise = torch.randn(act.shape, generator=gen).to(act.device, act.dtype)
-        return act + noise * 10.0 * act.detach().abs().mean().clamp_min(1.0)
-
-    base = model(tokens)
     try:
-        with model.hooks(fwd_hooks=[(hook, perturb)]):
-            moved = model(tokens)
+        with model.hooks(fwd_hooks=[(hook, read)]):
+            base = model(tokens)[:, -1]
     except ValueError as exc:  # the bridge refuses hooks that are switched off
         raise SiteError(f"Site {hook!r} cannot be hooked on this model: {exc}") from exc
-    cache[hook] = bool((moved - base).abs().max() > 1e-4)
+    cache[hook] = _activation_problem(model, seen)
+    if cache[hook] is None:
+        last = seen[0][:, -1]
+        steerer = SiteSteerer(
+            hook,
+            [cast(Any, _NoiseEdit(10.0 * float(last.abs().mean().clamp_min(1.0))))],
+            [0],
+            SingleRouter(),
+        )
+        with model.hooks(fwd_hooks=[(hook, steerer)]):
+            moved = model(tokens)[:, -1]
+        if not bool((moved - base).abs().max() > 1e-4):
+            cache[hook] = (
+                "a write there through the steering hook leaves the logits unchanged (the hook "
+                "only observes)"
+            )
     return cache[hook]
+
+
+def _activation_problem(model: Any, seen: list[torch.Tensor]) -> str | None:
+    """What makes the recorded activations of a hook unusable as an edit's hidden states."""
+    if not seen:
+        return "the hook never fires in a forward pass"
+    act, d = seen[0], int(model.cfg.d_model)
+    if act.ndim != 3 or act.shape[-1] != d or not act.is_floating_point():
+        return (
+            f"its activation has shape {tuple(act.shape)} ({act.dtype}), not "
+            f"(batch, position, d_model={d}) hidden states a map could move"
+        )
+    first, second = act[0, -1], act[1, -1]
+    scale = max(1.0, float(first.abs().max()))
+    if bool((first - second).abs().max() <= 1e-6 * scale):
+        return (
+            "its activation at the last token depends only on that token, not on the prompt "
+            "before it, so every prompt ending in the same word gives the same sample and no "
+            "map can tell the old fact from the new one"
+        )
+    return None
+
+
+def check_site_steers(model: Any, hook: str) -> bool:
+    """Whether an edit at ``hook`` steers ``model`` (see :func:`site_problem`)."""
+    return site_problem(model, hook) is None

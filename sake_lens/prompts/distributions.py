@@ -57,7 +57,10 @@ class DistributionConfig:
         if not self.target_templates:
             raise DistributionError("DistributionConfig.target_templates is empty; name one.")
         if not 0.0 <= self.min_purity <= 1.0:
-            raise DistributionError(f"min_purity must lie in [0, 1], got {self.min_purity}.")
+            raise DistributionError(
+                f"min_purity must lie in [0, 1], got {self.min_purity}; pass a fraction such as "
+                "0.3 (the default)."
+            )
         for t in self.target_templates:
             fill_context(t, "p", "o", "n")  # validates the template early
 

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._umask import chmod_like_new_file
 from ..errors import DistributionError, GenerationError
 from .paraphrase import ParaphraseGenerator, ParaphraseSet, PromptFilter
 from .relations import match_relation
@@ -192,6 +193,7 @@ class ResponseCache:
                 json.dump(
                     {"request": payload, "response": response}, f, ensure_ascii=False, default=str
                 )
+            chmod_like_new_file(tmp)  # mkstemp makes it 0600; a cache may be shared
             os.replace(tmp, path)
         except OSError as exc:
             log.warning(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,7 +44,10 @@ from ..prompts.text import normalize, normalize_template
 from ..steer.edit import Edit, fit_edit
 from ..steer.hooks import steered
 from .storage import (
+    MANIFEST,
+    check_entry,
     check_model,
+    checksums_required,
     decode_entry,
     encode_entry,
     entry_meta,
@@ -57,6 +61,7 @@ from .storage import (
     rewrite_manifest,
     summarize,
     unknown_id,
+    warn_unverified,
     write_registry,
 )
 
@@ -212,8 +217,11 @@ class EditBook:
 
     def _read(self, path: Path, manifest: dict[str, Any], gate: GateConfig | None) -> None:
         entries: dict[str, BookEntry] = {}
+        required = checksums_required(manifest)
         for raw in manifest["entries"]:
             entries[raw["id"]] = self._read_entry(path, raw)
+            check_entry(path, raw, required=required)
+        warn_unverified(path, manifest)
         try:
             generation = int(manifest.get("generation", 0))
             saved_gate = GateConfig.from_dict(manifest["gate"]) if manifest.get("gate") else None
@@ -267,7 +275,10 @@ class EditBook:
                 order = self._replay(disk, ops, target)
             items: builtins.list[tuple[dict[str, Any], bytes | None]] = []
             for item in order:
-                if isinstance(item, dict):  # carried over from the disk registry
+                if isinstance(item, dict):  # carried over from the disk registry: verified,
+                    # since it is written back with a fresh checksum
+                    assert disk is not None
+                    check_entry(target, item, required=checksums_required(disk))
                     items.append((item, None))
                     continue
                 entry = self._entries[item]
@@ -569,6 +580,14 @@ class EditBook:
 
 def _decode(path: Path, raw: dict[str, Any], model: Any, strict: bool) -> tuple[Edit, Scope | None]:
     """Check an entry against ``model`` and decode it; a malformed entry is an EditFileError."""
+    size = raw.get("bytes")
+    if size is not None and (type(size) is not int or size < 0):
+        eid = raw.get("id", "?")
+        raise EditFileError(
+            f'Entry {eid} of {path / MANIFEST} has "bytes": {json.dumps(size)}, not the size of '
+            f"its tensor file (a whole number); it was damaged or edited by hand. Restore the "
+            f"file from a backup, or drop the entry with `sake-lens edits remove {path} {eid}`."
+        )
     try:
         if model is not None:
             check_model(raw["edit"], model, where=str(path), strict=strict)
@@ -621,6 +640,8 @@ def load_edit(path: str | Path, *, model: Any = None, strict: bool = True) -> Ed
                 f"{path} holds {len(manifest['entries'])} edits; load it with EditBook.load(path)."
             )
         edit, _ = _decode(path, manifest["entries"][0], model, strict)
+        check_entry(path, manifest["entries"][0], required=checksums_required(manifest))
+        warn_unverified(path, manifest)
     return edit
 
 
@@ -630,13 +651,18 @@ def list_saved(path: str | Path) -> list[dict[str, Any]]:
     with locked(path, exclusive=False):
         manifest = read_manifest(path)
     if manifest is None:
-        raise RegistryError(f"No edit registry at {path} (no registry.json).")
+        raise RegistryError(
+            f"No edit registry at {path} (no registry.json); check the path: a registry is a "
+            "folder written by `sake-lens edit ... --save DIR` or EditBook.save()."
+        )
     rows = []
     for e in manifest["entries"]:
         try:
             rows.append(summarize(e))
         except (SakeLensError, AttributeError, KeyError, TypeError, ValueError) as exc:
             raise malformed(path, e, exc) from exc
+        check_entry(path, e, required=checksums_required(manifest))
+    warn_unverified(path, manifest)
     return rows
 
 

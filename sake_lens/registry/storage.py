@@ -17,6 +17,13 @@ On load every tensor file's SHA-256 and size are checked against the manifest
 (:class:`~sake_lens.errors.EditFileError` names the file and the fix), a newer format version is
 refused, and edits that do not fit the model raise
 :class:`~sake_lens.errors.ModelMismatchError`.
+
+Each manifest entry also carries a checksum of its own JSON content (:func:`entry_checksum`),
+which includes the name (the SHA-256) and size of its tensor file: hand edits or damage that
+leave valid JSON — a threshold changed, another entry's tensor file named, a site or object
+renamed — are refused instead of silently changing what the edit does. It catches accidental
+damage, not a forger, who can recompute the checksums. Registries saved before entry checksums
+(no ``entry_checksums`` in the header) load unverified, with one warning.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import struct
 import tempfile
@@ -39,6 +47,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
+from .._umask import chmod_like_new_file
 from .._version import library_versions
 from ..errors import EditFileError, ModelMismatchError, RegistryError
 from ..gate.scope import Scope
@@ -61,6 +70,10 @@ __all__ = [
     "model_info",
     "check_model",
     "entry_meta",
+    "ENTRY_CHECKSUMS",
+    "entry_checksum",
+    "check_entry",
+    "warn_unverified",
     "encode_entry",
     "object_path",
     "decode_entry",
@@ -81,6 +94,11 @@ MANIFEST = "registry.json"
 OBJECTS = "objects"
 LOCK = ".lock"
 _TMP = ".tmp-"
+#: The manifest header key that says every entry carries a checksum, and how it is computed.
+ENTRY_CHECKSUMS = "entry_checksums"
+_CHECKSUM_SCHEME = "sha256 of the entry's canonical JSON without its checksum"
+
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -137,6 +155,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        chmod_like_new_file(tmp)  # mkstemp makes it 0600; a registry may be shared
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -211,6 +230,66 @@ def entry_meta(edit: Edit, scope: Scope | None, state: dict[str, Any]) -> dict[s
     entry = {**state, "id": edit.id, "edit": meta}
     entry["scope"] = scope.metadata() if scope is not None else None
     return entry
+
+
+def entry_checksum(entry: dict[str, Any]) -> str:
+    """SHA-256 of a manifest entry's JSON content, all but its ``checksum``.
+
+    Canonical JSON (sorted keys, no spaces) of the entry as it reads back from the manifest, so
+    writing and reading give the same digest. The entry names its tensor file by that file's
+    SHA-256 (``object``) and size (``bytes``), and loading checks the file against its name, so
+    this one digest ties the metadata to the tensors it was saved with.
+    """
+    body = json.loads(json.dumps({k: v for k, v in entry.items() if k != "checksum"}))
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_entry(path: Path, entry: dict[str, Any], *, required: bool) -> bool:
+    """Whether ``entry`` could be verified; raise :class:`EditFileError` when it is damaged.
+
+    ``required``: the manifest says every entry has a checksum, so a missing one is damage too.
+    An entry without a checksum in an older registry cannot be verified (returns False).
+    """
+    eid = entry.get("id", "?")
+    saved = entry.get("checksum")
+    fix = (
+        f"Drop it with `sake-lens edits remove {path} {eid}` and save the edit again "
+        f"(`sake-lens edit ... --save {path}`), or restore {MANIFEST} from a backup."
+    )
+    if saved is None and not required:
+        return False
+    if not isinstance(saved, str):
+        raise EditFileError(
+            f"Entry {eid} of {path / MANIFEST} has no checksum, but this registry checksums "
+            f"every entry: the entry was damaged or edited by hand. {fix}"
+        )
+    actual = entry_checksum(entry)
+    if actual != saved:
+        raise EditFileError(
+            f"Entry {eid} of {path / MANIFEST} fails its checksum (sha256 {actual[:12]}…, "
+            f"expected {saved[:12]}…): its metadata or the tensor file it names changed after "
+            f"it was saved (damaged or edited by hand), so it would not do what was fitted. {fix}"
+        )
+    return True
+
+
+def checksums_required(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest was written with a checksum in every entry."""
+    return ENTRY_CHECKSUMS in manifest
+
+
+def warn_unverified(path: Path, manifest: dict[str, Any]) -> None:
+    """One warning when a registry saved before entry checksums is read: it cannot be verified."""
+    unverified = [e for e in manifest["entries"] if "checksum" not in e]
+    if unverified and not checksums_required(manifest):
+        log.warning(
+            "%s was saved by an older sake_lens, without entry checksums: damage to its %d "
+            "entries that leaves valid JSON cannot be detected. Save the registry again "
+            "(EditBook.load(path).save()) to add them.",
+            path / MANIFEST,
+            len(unverified),
+        )
 
 
 def encode_entry(
@@ -316,6 +395,7 @@ def decode_entry(entry: dict[str, Any], tensors: dict[str, Tensor]) -> tuple[Edi
         continuation=continuation,
         implied_by=str(meta.get("implied_by", "")),
         implication=tuple(meta.get("implication", ())),
+        retry=dict(meta["retry"]) if meta.get("retry") else None,
         prompts=PromptSet(**prompts) if prompts is not None else None,
     )
     if any(m.d_model != edit.d_model for m in (edit.map, *edit.continuation)):
@@ -435,11 +515,13 @@ def write_registry(
             if not (file.is_file() and hashlib.sha256(file.read_bytes()).hexdigest() == sha):
                 atomic_write(file, data)
             entry["object"], entry["bytes"] = sha, len(data)
+        entry["checksum"] = entry_checksum(entry)
         out.append(entry)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         **header,
+        ENTRY_CHECKSUMS: _CHECKSUM_SCHEME,
         "library_versions": library_versions(),
         "saved": now(),
         "entries": out,
@@ -456,13 +538,19 @@ def rewrite_manifest(
 
     Under the exclusive lock: read the current manifest, apply ``change`` to its entries (it may
     drop entries or change their state), write the new manifest; tensor files no entry uses any
-    more are removed. Works on a registry whose tensor files are damaged.
+    more are removed. Works on a registry whose tensor files are damaged, and removes an entry
+    that fails its checksum; any other entry that fails it is refused (it is carried over and
+    would get a fresh checksum).
     """
     with locked(path, exclusive=True):
         manifest = read_manifest(path)
         if manifest is None:
             raise RegistryError(f"No edit registry at {path} (no registry.json).")
         entries = change([dict(e) for e in manifest["entries"]])
+        kept = {e["id"] for e in entries}
+        for entry in manifest["entries"]:  # a damaged entry may be removed, not carried over
+            if entry["id"] in kept:
+                check_entry(path, entry, required=checksums_required(manifest))
         header: dict[str, Any] = {
             k: manifest[k] for k in ("model", "gate", "created") if k in manifest
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from ..prompts.request import EditRequest
 from ..transport import MAP_KINDS, TransportMap, make_map
 from .continuation import collect_through_object, fit_continuation, object_token_ids
 
-__all__ = ["EditConfig", "Edit", "fit_edit"]
+__all__ = ["EditConfig", "Edit", "LowPurityError", "fit_edit"]
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,80 @@ class EditConfig:
         return cls(**data)
 
 
+def _ascii_base(char: str) -> str:
+    """``char`` without its accents when its letters are Latin (ë -> e, ﬁ -> fi), else itself."""
+    base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    return base if base and base.isascii() else char
+
+
+class LowPurityError(DistributionError):
+    """Too few target samples make the model say the new object (purity below ``min_purity``).
+
+    A :class:`~sake_lens.errors.DistributionError` that keeps its numbers, so a caller can retry
+    with stronger target contexts (:func:`sake_lens.steer.workflow.make_edit`) or name the
+    options that fix it (``sake-lens edit``).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_kept: int,
+        n_total: int,
+        min_purity: float,
+        new: str,
+        advice: str,
+        retried: str = "",
+    ):
+        self.n_kept, self.n_total, self.min_purity, self.new = n_kept, n_total, min_purity, new
+        self.advice, self.retried = advice, retried
+        super().__init__(f"{self.summary}. {advice}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only arguments: pickle them in order
+        args = (self.n_kept, self.n_total, self.min_purity, self.new, self.advice, self.retried)
+        return (_low_purity, args)
+
+    @property
+    def purity(self) -> float:
+        return self.n_kept / self.n_total if self.n_total else 0.0
+
+    @property
+    def summary(self) -> str:
+        """What was refused, without the advice: "Only 3/40 target samples ... (purity ...)"."""
+        if self.purity < self.min_purity:
+            why = f"purity {self.purity:.0%} < min_purity {self.min_purity:.0%}"
+        else:
+            why = f"purity {self.purity:.0%}; a map needs at least 2 valid target samples"
+        also = f", also after a retry with {self.retried}" if self.retried else ""
+        return (
+            f"Only {self.n_kept}/{self.n_total} target samples make the model say "
+            f"{self.new!r} ({why}){also}"
+        )
+
+
+def _low_purity(
+    n_kept: int, n_total: int, min_purity: float, new: str, advice: str, retried: str
+) -> LowPurityError:
+    return LowPurityError(
+        n_kept=n_kept,
+        n_total=n_total,
+        min_purity=min_purity,
+        new=new,
+        advice=advice,
+        retried=retried,
+    )
+
+
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")[:40] or "edit"
+    """The readable part of an edit id: "Zoë Saldaña" -> "zoe-saldana", "東京" -> "東京".
+
+    Latin letters lose their accents; letters of other scripts are kept; everything else
+    becomes "-".
+    """
+    plain = ""
+    for char in unicodedata.normalize("NFC", text.casefold()):
+        if not (unicodedata.combining(char) and plain[-1:].isascii()):  # İ -> i + U+0307
+            plain += _ascii_base(char)
+    return re.sub(r"[\W_]+", "-", plain).strip("-")[:40].strip("-") or "edit"
 
 
 @dataclass
@@ -152,6 +225,10 @@ class Edit:
     #: and the (relation id, attribute) it carries, e.g. ``("P17", "capital")``.
     implied_by: str = ""
     implication: tuple[str, ...] = ()
+    #: Set when the first fit was refused for low target purity and a retry with stronger
+    #: target contexts and more paraphrases succeeded (:func:`sake_lens.steer.workflow.make_edit`):
+    #: the refused purity, and the target templates and paraphrase count of the retry.
+    retry: dict[str, Any] | None = None
     #: The implied edits fitted with this one, until it is added to a registry (which keeps
     #: each as an entry of its own).
     implied: tuple[Edit, ...] = field(default=(), repr=False, compare=False)
@@ -199,6 +276,7 @@ class Edit:
                 if self.implied_by
                 else {}
             ),
+            **({"retry": dict(self.retry)} if self.retry else {}),
         }
 
 
@@ -272,16 +350,14 @@ def fit_edit(
     purity = prompts.purity
     n_kept = sum(prompts.kept)
     if purity < config.distributions.min_purity or n_kept < 2:
-        why = (
-            f"purity {purity:.0%} < min_purity {config.distributions.min_purity:.0%}"
-            if purity < config.distributions.min_purity
-            else f"purity {purity:.0%}; a map needs at least 2 valid target samples"
-        )
-        raise DistributionError(
-            f"Only {n_kept}/{len(prompts.kept)} target samples make the model say "
-            f"{request.new!r} ({why}). Try stronger target templates (e.g. "
-            "target_templates=('fact-twice', 'repeat-3')), more paraphrases, or check that "
-            f"the new object {request.new!r} is spelled as the model would say it."
+        raise LowPurityError(
+            n_kept=n_kept,
+            n_total=len(prompts.kept),
+            min_purity=config.distributions.min_purity,
+            new=request.new,
+            advice="Try stronger target templates (e.g. target_templates=('fact-twice', "
+            "'repeat-3')), more paraphrases, or check that the new object "
+            f"{request.new!r} is spelled as the model would say it.",
         )
     keep = torch.tensor(prompts.kept)
     target_acts = target_all[keep]

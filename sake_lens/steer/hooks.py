@@ -75,7 +75,14 @@ def _source_mean(edit: Edit) -> Tensor:
 
 
 class SiteSteerer:
-    """The hook function for one site: routes rows, then applies each routed edit's map."""
+    """The hook function for one site: routes rows, then applies each routed edit's map.
+
+    It writes into a copy of the activation and returns the copy, and only when some row is
+    steered: the bridge's normalisation hooks (``ln_final.hook_normalized``) ignore in-place
+    writes and detect an edit by the returned tensor being another one, while an unsteered
+    pass keeps the very tensor it was given (and so the model's exact forward).
+    :func:`sake_lens.model.sites.site_problem` validates sites through this class.
+    """
 
     def __init__(self, site: str, edits: Sequence[Edit], indices: Sequence[int], router: Router):
         self.site = site
@@ -83,17 +90,26 @@ class SiteSteerer:
         self.indices = set(indices)  # edits at this site
         self.router = router
         self.decisions: Tensor | None = None  # per-row edit index from the prompt's last token
+        self._out: Tensor | None = None  # the written copy of this call's activation
+
+    def _write(
+        self, act: Tensor, sel: Tensor, pos: Tensor | int, alpha: float, transport: Any
+    ) -> None:
+        """``out[sel, pos] = h + alpha (T(h) - h)`` in this call's copy of ``act``."""
+        if self._out is None:
+            self._out = act.clone()
+        h = self._out[sel, pos]
+        self._out[sel, pos] = h + alpha * transport.displacement(h)
 
     def _apply(self, act: Tensor, pos: Tensor | int, rows: Tensor) -> None:
-        """Steer ``act[rows, pos]`` (the prompt's last token) in place with each row's edit."""
+        """Steer ``act[rows, pos]`` (the prompt's last token) with each row's edit."""
         assert self.decisions is not None
         for k in torch.unique(self.decisions[rows]).tolist():
             if k < 0 or k not in self.indices:
                 continue
             edit = self.edits[k]
             sel = rows[self.decisions[rows] == k]
-            h = act[sel, pos]
-            act[sel, pos] = h + edit.config.alpha * edit.map.displacement(h)
+            self._write(act, sel, pos, edit.config.alpha, edit.map)
 
     def _apply_generated(self, act: Tensor, pos: int, step: GenerationStep) -> None:
         """Steer the generated token at ``pos``: the edit's map (``generation="generated"``)
@@ -117,16 +133,16 @@ class SiteSteerer:
             else:
                 continue
             if sel.numel():
-                h = act[sel, pos]
-                act[sel, pos] = h + alpha * transport.displacement(h)
+                self._write(act, sel, pos, alpha, transport)
 
     def __call__(self, act: Tensor, hook: Any) -> Tensor:
+        self._out = None
         step = current_step()
         all_rows = torch.arange(act.shape[0], device=act.device)
         if step is None:
             self.decisions = self.router.route(act[:, -1, :], self.site)
             self._apply(act, -1, all_rows)
-            return act
+            return self._result(act)
         last = step.positions_of_last_prompt_token
         if last is not None:
             self.decisions = self.router.route(act[:, last[0], :], self.site)
@@ -134,7 +150,11 @@ class SiteSteerer:
         if self.decisions is not None:
             for pos in step.generated_positions:
                 self._apply_generated(act, pos, step)
-        return act
+        return self._result(act)
+
+    def _result(self, act: Tensor) -> Tensor:
+        out, self._out = self._out, None
+        return act if out is None else out
 
 
 def steering_hooks(

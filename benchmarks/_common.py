@@ -13,8 +13,8 @@ import torch
 
 
 def dev_data() -> str:
-    """The CounterFact development file: ``$SAKE_LENS_DATA``, else ``dev.json`` here."""
-    return os.environ.get("SAKE_LENS_DATA", "dev.json")
+    """The CounterFact development file: ``$SAKE_LENS_DATA``, else the repository's copy."""
+    return os.environ.get("SAKE_LENS_DATA", "benchmarks/data/counterfact-dev.json")
 
 
 def environment(device: str) -> dict[str, Any]:

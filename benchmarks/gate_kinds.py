@@ -96,7 +96,11 @@ def route_all(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=dev_data(), help="default: $SAKE_LENS_DATA or dev.json")
+    p.add_argument(
+        "--data",
+        default=dev_data(),
+        help="default: $SAKE_LENS_DATA or benchmarks/data/counterfact-dev.json",
+    )
     p.add_argument("--records", default="0:400", help="start:stop positions in the data file")
     p.add_argument(
         "--n-paraphrases", type=int, default=None, help="per edit (default: as sake-lens eval)"

@@ -122,7 +122,11 @@ def figure(curve: list[dict[str, Any]]) -> Any:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=dev_data(), help="default: $SAKE_LENS_DATA or dev.json")
+    p.add_argument(
+        "--data",
+        default=dev_data(),
+        help="default: $SAKE_LENS_DATA or benchmarks/data/counterfact-dev.json",
+    )
     p.add_argument("--edits", default="0:1000", help="records whose edits are served (dev)")
     p.add_argument("--locality", default="2000:2200", help="held-out records for locality")
     p.add_argument("--sizes", nargs="+", type=int, default=[1, 10, 100, 1000])

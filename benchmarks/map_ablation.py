@@ -48,7 +48,11 @@ def probes_of(record: Any) -> list[tuple[str, str]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=dev_data(), help="default: $SAKE_LENS_DATA or dev.json")
+    p.add_argument(
+        "--data",
+        default=dev_data(),
+        help="default: $SAKE_LENS_DATA or benchmarks/data/counterfact-dev.json",
+    )
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--skip", type=int, default=0, help="start after this many records")
     p.add_argument("--n-paraphrases", type=int, default=20)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
+
+#: The CounterFact development file: ``$SAKE_LENS_DATA``, else the repository's copy.
+DEV_DATA = Path(
+    os.environ.get(
+        "SAKE_LENS_DATA",
+        Path(__file__).resolve().parent.parent / "benchmarks/data/counterfact-dev.json",
+    )
+)
 
 
 def build_tiny_model(tokenizer: Any, *, n_layers: int = 2, d_model: int = 64, seed: int = 0) -> Any:

@@ -216,3 +216,22 @@ def test_notebook_is_committed_with_outputs(name: str) -> None:
     assert size < 1_500_000, (
         f"{name} is {size} bytes: was plotly.js inlined? (see notebooks/README.md)"
     )
+
+
+def _eval_table_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("eval_table", ROOT / "benchmarks/eval_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_published_result_tables_match_their_result_files() -> None:
+    """The README's and the defaults page's results tables are generated from the committed
+    result files (``python benchmarks/eval_table.py --sync README.md docs/concepts/defaults.md``):
+    a table that no longer matches its files is stale."""
+    table = _eval_table_module()
+    docs = [ROOT / "README.md", ROOT / "docs/concepts/defaults.md"]
+    assert table.MARKER.search((ROOT / "README.md").read_text(encoding="utf-8"))
+    stale = [msg for doc in docs for msg in table.sync(doc, ROOT, check=True)]
+    assert not stale, "; ".join(stale) + " (run benchmarks/eval_table.py --sync ...)"

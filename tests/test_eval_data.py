@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from sake_lens.errors import DataError
 from sake_lens.evaluate.data import EvalRecord, load_records, parse_record
+from tests.helpers import DEV_DATA
 
-DEV = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
+DEV = DEV_DATA  # the CounterFact dev file
 
 FLAT = {
     "case_id": 1,

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from sake_lens.prompts import relations as rel_mod
 from sake_lens.prompts.relations import RELATIONS, match_relation, relation_candidates
 from sake_lens.prompts.text import normalize_template, split_noisy_prefix, template_of
+from tests.helpers import DEV_DATA
 
-DEV = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
+DEV = DEV_DATA  # the CounterFact dev file
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +16,9 @@ from sake_lens.prompts import (
     record_request,
 )
 from sake_lens.prompts.text import comparison_keys
+from tests.helpers import DEV_DATA
 
-DEV = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
+DEV = DEV_DATA  # the CounterFact dev file
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,14 @@ from sake_lens.prompts.distributions import DistributionConfig
 from sake_lens.prompts.request import EditRequest
 from sake_lens.registry import save_edit, storage
 from sake_lens.steer.edit import EditConfig, fit_edit
+from tests.helpers import DEV_DATA
 
 from .reliability_helpers import SUBJECTS, fake_book
 
 REQUEST = EditRequest("Rome", "{} is the capital of", "Italy", "France")
 PARAPHRASES = ["The city of {} is the capital of", "{}, the capital of", "{} lies in"]
 CONFIG = EditConfig(distributions=DistributionConfig(validate_targets=False))
-DATA = Path(os.environ.get("SAKE_LENS_DATA", "dev.json"))  # the CounterFact dev file, if given
+DATA = DEV_DATA  # the CounterFact dev file
 
 
 def _object_bytes(path: Path) -> list[bytes]:

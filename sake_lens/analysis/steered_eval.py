@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..model.sites import FINAL_SITE
+from ..model.sites import FINAL_SITE, keep_last_positions
 from ..model.tokens import tokenize_batch
 from ..steer.edit import Edit
 from ..steer.hooks import Router, steered
@@ -26,14 +26,10 @@ from ..steer.hooks import Router, steered
 __all__ = ["EVAL_PATHS", "Outcomes", "evaluate_edits", "last_position_only"]
 
 
-def _keep_last_position(act: Tensor, hook: Any) -> Tensor:
+def last_position_only(model: Any) -> list[tuple[str, Any]]:
     """Pass only the last position on to the unembedding: the sweep reads next-token logits
     only, and unembedding every position (49k x 576 per token) costs ~8 blocks of SmolLM2."""
-    return act[:, -1:, :]
-
-
-def last_position_only(model: Any) -> list[tuple[str, Any]]:
-    return [(FINAL_SITE, _keep_last_position)] if FINAL_SITE in model.hook_dict else []
+    return keep_last_positions(model)
 
 
 class Outcomes:

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import CollectionError
-from ..model.sites import Site, resolve_site
+from ..model.sites import Site, keep_last_positions, resolve_site
 from ..model.tokens import bos_convention, check_prompts, tokenize_batch
 
 __all__ = ["Activations", "collect_activations"]
@@ -58,14 +58,6 @@ def _stop_layer(sites: Sequence[Site], n_layers: int) -> int | None:
         return None
     deepest = max(layer for layer in layers if layer is not None)
     return deepest + 1 if deepest + 1 < n_layers else None
-
-
-#: The final normalised stream; everything after it (the unembedding) is per position.
-_LAST_ONLY_HOOK = "ln_final.hook_out"
-
-
-def _keep_last_position(act: Tensor, hook: Any) -> Tensor:
-    return act[:, -1:, :]  # (batch, seq, d) -> (batch, 1, d): left padding, last token
 
 
 @torch.no_grad()
@@ -128,10 +120,9 @@ def collect_activations(
         return capture
 
     fwd_hooks = [*extra_hooks, *((h, make_capture(h)) for h in hooks)]
-    if stop is None and _LAST_ONLY_HOOK in getattr(model, "hook_dict", {}):
-        # Only the last position is read: cut the stream to it before the unembedding, so the
-        # (batch, seq, vocab) logits shrink to (batch, 1, vocab) (~20% of a small model's cost).
-        fwd_hooks.append((_LAST_ONLY_HOOK, _keep_last_position))
+    if stop is None:
+        # Only the last position is read: cut the stream to it before the unembedding.
+        fwd_hooks += keep_last_positions(model)
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     show = progress if progress is not None else len(batches) > 4
     for idx in tqdm(batches, desc="collecting activations", disable=not show, leave=False):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Any, Literal, cast
@@ -35,11 +36,19 @@ __all__ = [
     "site_layer",
     "check_site_steers",
     "site_problem",
+    "UNEMBED_INPUT",
+    "keep_last_positions",
 ]
 
 #: Where in the sequence an edit applies. ``last``: the prompt's last token (the paper's choice).
 POSITIONS = ("last",)
 FINAL_SITE = "ln_final.hook_out"
+
+#: The unembedding's input, where a pass that reads only the last positions' logits cuts the
+#: stream. Not ``ln_final.hook_out``: GPT-2 reshapes the final norm's output to the input's
+#: ``(batch, seq, d_model)`` before the unembedding, so a shorter stream there fails; every
+#: architecture feeds the unembedding per position.
+UNEMBED_INPUT = "unembed.hook_in"
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 _ALIASES = {"final": FINAL_SITE, "ln_final": FINAL_SITE}
@@ -94,6 +103,24 @@ def offered_sites(model: Any) -> list[str]:
     """The sites sake_lens offers: the final normalised stream, then every layer's residual."""
     n_layers = int(model.cfg.n_layers)
     return [final_site(model)] + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
+
+
+def keep_last_positions(model: Any, n: int = 1) -> list[tuple[str, Callable[..., Any]]]:
+    """A hook that passes only the last ``n`` positions on to the unembedding, or none.
+
+    A pass that reads the next-token logits of the last positions only needs them unembedded:
+    cutting the stream before the unembedding shrinks the ``(batch, seq, vocab)`` logits to
+    ``(batch, n, vocab)`` (~20% of a small model's cost). Hooks at ``ln_final.hook_out`` still
+    see every position. A model without :data:`UNEMBED_INPUT` gets no hook and unembeds every
+    position.
+    """
+    if UNEMBED_INPUT not in getattr(model, "hook_dict", {}):
+        return []
+
+    def keep(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        return act[:, -n:, :]  # (batch, seq, d) -> (batch, n, d); left padding: the last tokens
+
+    return [(UNEMBED_INPUT, keep)]
 
 
 def _closest(name: str, names: list[str]) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CollectionError, SakeLensError
-from ..model.sites import Site
+from ..model.sites import Site, keep_last_positions
 from ..model.tokens import tokenize_batch
 from ..transport import TransportMap
 
@@ -40,8 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_FINAL = "ln_final.hook_out"
 
 
 def object_token_ids(model: Any, obj: str) -> tuple[int, ...]:
@@ -86,12 +84,9 @@ def collect_through_object(
     def capture(act: Tensor, hook: Any) -> None:
         captured["acts"] = act[:, -width:, :].detach()
 
-    def keep_tail(act: Tensor, hook: Any) -> Tensor:
-        return act[:, -width:, :]  # unembed only the positions read: (batch, width, vocab)
-
+    # Unembed only the positions read: (batch, width, vocab) logits.
     hooks: list[tuple[str, Callable[..., Any]]] = [(site.hook, capture)]
-    if _FINAL in getattr(model, "hook_dict", {}):
-        hooks.append((_FINAL, keep_tail))  # after the capture when the site is the same hook
+    hooks += keep_last_positions(model, width)
 
     # Sort by length so each batch pads as little as possible; results in the prompts' order.
     lengths = [len(model.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]

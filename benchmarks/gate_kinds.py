@@ -29,6 +29,7 @@ from typing import Any
 
 from _common import dev_data, environment, markdown_table
 
+from sake_lens.analysis.provenance import front_matter_lines
 from sake_lens.evaluate.data import load_records
 from sake_lens.evaluate.known_facts import parse_records_range
 from sake_lens.evaluate.methods import fact_router
@@ -161,7 +162,8 @@ def main() -> None:
             full_html=False, include_plotlyjs=False, div_id="gate-pareto"
         )
         Path(args.docs).write_text(
-            "---\ntitle: Gates, locality against generalisation\nplotly: true\n---\n\n"
+            "---\ntitle: Gates, locality against generalisation\nplotly: true\n"
+            f"{front_matter_lines()}---\n\n"
             "# Gates: locality against generalisation\n\n"
             "Each point is a gate configuration: how often a prompt about an edited subject "
             "through *another* relation reaches an edit (x, lower is better) against how often "

@@ -33,6 +33,7 @@ from typing import Any
 from _common import dev_data, environment, markdown_table, median
 from gate_kinds import error_bars, wilson
 
+from sake_lens.analysis.provenance import front_matter_lines
 from sake_lens.evaluate.data import load_records
 from sake_lens.evaluate.known_facts import parse_records_range
 from sake_lens.evaluate.methods import fitting_paraphrases
@@ -230,7 +231,7 @@ def main() -> None:
     if args.docs:
         html = figure(curve).to_html(full_html=False, include_plotlyjs=False, div_id="gate-scale")
         Path(args.docs).write_text(
-            "---\ntitle: Routing at scale\nplotly: true\n---\n\n"
+            f"---\ntitle: Routing at scale\nplotly: true\n{front_matter_lines()}---\n\n"
             "# Routing at scale: 1 to 1,000 edits\n\n"
             "How often a probe reaches its own edit (in scope) or any edit (locality) as the "
             "number of edits served together grows, with the default fact gate "

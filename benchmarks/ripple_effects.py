@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from eval_table import load as load_run
 
+from sake_lens.analysis.provenance import front_matter_lines
 from sake_lens.evaluate.data import load_records
 from sake_lens.evaluate.metrics import METRICS
 
@@ -222,6 +223,7 @@ def main() -> None:
         html = figure(points).to_html(full_html=False, include_plotlyjs=False, div_id="ripple-maps")
         Path(args.docs).write_text(
             PAGE.format(
+                stamp=front_matter_lines(),
                 n=len(records),
                 split=args.split,
                 suite=Path(args.suite).name,
@@ -236,7 +238,7 @@ def main() -> None:
 PAGE = """---
 title: Ripple effects
 plotly: true
----
+{stamp}---
 
 # Ripple effects: where implication prompts go under each map
 

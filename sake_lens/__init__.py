@@ -16,6 +16,7 @@ Example:
 from ._version import __version__ as __version__
 from ._version import library_versions as library_versions
 from .analysis import Explorer as Explorer
+from .analysis import SweepConfig as SweepConfig
 from .analysis import SweepResult as SweepResult
 from .analysis import layer_sweep as layer_sweep
 from .analysis import plot_displacement as plot_displacement
@@ -91,6 +92,7 @@ __all__ = [
     "load_records",
     "run_evaluation",
     "layer_sweep",
+    "SweepConfig",
     "SweepResult",
     "plot_sweep",
     "plot_distributions",

@@ -15,7 +15,11 @@ _TRACKED = ("torch", "transformer-lens", "transformers", "POT", "numpy", "safete
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of sake_lens and the libraries whose behaviour an edit depends on."""
+    """Versions of sake_lens and the libraries whose behaviour an edit depends on.
+
+    Returns:
+        Package name -> installed version (``"not installed"`` when missing).
+    """
     out = {"sake-lens": __version__}
     for name in _TRACKED:
         try:

@@ -4,7 +4,9 @@
     OMP_NUM_THREADS=1 python scripts/build_notebooks.py 02 03 --fast # some, SAKE_LENS_FAST=1
 
 Each notebook runs in a fresh kernel with the working directory at notebooks/; a cell error
-stops the build (the notebook is left unchanged).
+stops the build (the notebook is left unchanged). An executed notebook is stamped: its metadata
+(``sake_lens``) records the library version, the hash of the library's defaults and the date
+(``sake_lens.analysis.provenance``), which the docs tests compare with the current code's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import nbformat
     from nbconvert.preprocessors import ExecutePreprocessor
 
+    from sake_lens.analysis.provenance import METADATA_KEY, current_provenance, notebook_stamp
+
     if args.fast:
         os.environ["SAKE_LENS_FAST"] = "1"
     else:
@@ -43,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ExecutePreprocessor(timeout=args.timeout, kernel_name="python3").preprocess(
             nb, {"metadata": {"path": str(NOTEBOOKS)}}
         )
+        # The stamp the kernel printed (stamp_notebook in the first cell), else this process's:
+        # both run the same library.
+        nb.metadata.pop(METADATA_KEY, None)
+        stamp = notebook_stamp(nb) or current_provenance()
+        nb.metadata[METADATA_KEY] = stamp.to_dict()
         nbformat.write(nb, path)
         sys.stdout.write(f"{path.name}: executed in {time.perf_counter() - t0:.0f} s\n")
     return 0

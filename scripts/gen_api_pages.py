@@ -105,8 +105,12 @@ def object_page(obj: ApiObject) -> str:
         f"*{obj.kind}, defined in `{obj.module}`*\n\n"
         f"::: {PACKAGE}.{obj.name}\n"
         "    options:\n"
-        "      show_root_heading: false\n"
+        "      show_root_heading: true\n"  # the signature is shown under the root heading
         "      show_root_toc_entry: false\n"
+        "      show_root_full_path: false\n"
+        "      show_signature: true\n"
+        "      separate_signature: true\n"
+        "      show_signature_annotations: true\n"
     )
 
 
@@ -131,12 +135,13 @@ def index_page(objects: Sequence[ApiObject]) -> str:
         "",
     ]
     for title, objs in grouped(objects):
-        lines += [f"## {title}", "", "| object | kind | summary |", "| --- | --- | --- |"]
+        lines += [f"## {title}", "", '<div class="api-index" markdown>', ""]
+        lines += ["| object | kind | summary |", "| --- | --- | --- |"]
         for obj in objs:
             link = f"[`{obj.name}`]({obj.page.removeprefix(API_DIR + '/')})"
             summary = obj.summary.replace("|", "\\|")
             lines.append(f"| {link} | {obj.kind} | {summary} |")
-        lines.append("")
+        lines += ["", "</div>", ""]
     return "\n".join(lines)
 
 

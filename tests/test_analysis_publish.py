@@ -90,7 +90,10 @@ def test_html_is_self_contained_with_plotly_once(tmp_path: Path) -> None:
 def test_markdown_page_has_front_matter_and_one_line_figures() -> None:
     text = page().to_markdown()
     front = text.split("---")[1]
-    assert yaml.safe_load(front) == {"title": "Demo analysis", "plotly": True}
+    from sake_lens.analysis.provenance import page_front_matter
+
+    expected = {"title": "Demo analysis", "plotly": True, **page_front_matter()}
+    assert yaml.safe_load(front) == expected  # stamped with the version and defaults hash
     fig_lines = [ln for ln in text.splitlines() if "plotly-graph-div" in ln]
     assert len(fig_lines) == 2
     for ln in fig_lines:
@@ -161,7 +164,10 @@ def test_cli_publish_sweep_is_idempotent(site: Path, capsys) -> None:
     assert cli_main(args) == 0
     assert (site / "mkdocs.yml").read_text() == first
     md = (site / "docs/analyses/sw.md").read_text()
-    assert "plotly-graph-div" in md and "Recommended site" in md
+    assert "plotly-graph-div" in md and "**Recommended: `" in md
+    result = synthetic_result()  # the new figures, the reason and the configuration
+    assert 'id="layer-sweep"' in md and 'id="sweep-heatmap"' in md
+    assert result.recommendation.reason in md and "**Configuration**" in md
     assert "published" in capsys.readouterr().out
     assert (
         cli_main(

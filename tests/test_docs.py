@@ -235,3 +235,284 @@ def test_published_result_tables_match_their_result_files() -> None:
     assert table.MARKER.search((ROOT / "README.md").read_text(encoding="utf-8"))
     stale = [msg for doc in docs for msg in table.sync(doc, ROOT, check=True)]
     assert not stale, "; ".join(stale) + " (run benchmarks/eval_table.py --sync ...)"
+
+
+# ----------------------------------------------------------------------------- generated pages
+def test_cli_reference_matches_the_parser() -> None:
+    """docs/cli-reference.md is what scripts/gen_cli_reference.py writes from the parser."""
+    cli = _load_script("gen_cli_reference")
+    page = DOCS / "cli-reference.md"
+    assert page.is_file(), "docs/cli-reference.md is missing: run scripts/gen_cli_reference.py"
+    assert page.read_text(encoding="utf-8") == cli.render(), (
+        "docs/cli-reference.md differs from the sake-lens parser: run "
+        "`python scripts/gen_cli_reference.py`"
+    )
+
+
+def test_cli_reference_lists_every_command_and_option() -> None:
+    import argparse
+
+    from sake_lens.cli.main import build_parser
+
+    cli = _load_script("gen_cli_reference")
+    text = cli.render()
+    todo: list[argparse.ArgumentParser] = [build_parser()]
+    n_commands = 0
+    while todo:
+        parser = todo.pop()
+        n_commands += 1
+        assert f"`{parser.prog}`" in text, parser.prog
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+            elif action.option_strings and not isinstance(action, argparse._HelpAction):
+                assert action.option_strings[-1] in text, f"{parser.prog} {action.option_strings}"
+    assert n_commands >= 15  # the commands and the edits actions
+    assert "`sake-lens edits list`" in text and "`sake-lens edits disable`" in text
+    assert "| 1 to 200 |" in text  # --n-paraphrases' range, from add_int_option
+
+
+def test_defaults_table_matches_the_configs() -> None:
+    table = _load_script("gen_defaults_table")
+    text = (DOCS / "concepts" / "defaults.md").read_text(encoding="utf-8")
+    assert text == table.sync(text), (
+        "the defaults table of docs/concepts/defaults.md is stale: run "
+        "`python scripts/gen_defaults_table.py`"
+    )
+    assert "| `reg` | `100.0` |" in table.render()  # read from EditConfig, not typed
+
+
+def test_defaults_table_meanings_drop_the_stated_default() -> None:
+    table = _load_script("gen_defaults_table")
+    assert table.meaning("strength (default 2.5: far better (see x)). More.") == "strength"
+    assert table.meaning("one of :data:`GATE_KINDS`.") == "one of `GATE_KINDS`"
+
+
+# A default stated in prose: "default" right before or right after a backticked `name=value`:
+# "`reg=100` (the default)", "`alpha=2.5`, the default", "the default `fpr=0.1`", "by default".
+_CLAIM_AFTER = re.compile(r"\s*[,(]?\s*(?:the\s+|by\s+)?default\b(?!s? (?:at|before) )", re.I)
+_CLAIM_BEFORE = re.compile(r"\bdefault\s*(?::|is|of)?\s*\(?\s*$", re.I)
+_NOT_CURRENT = re.compile(r"previous|earlier|at the time|was the default|before", re.I)
+_ASSIGN = re.compile(r"\b([a-z_]+)\s*=\s*([^,)\s`]+)")
+
+
+def _config_defaults() -> dict[str, dict[str, Any]]:
+    """Owner -> field -> default, for the settings prose may state a default of."""
+    import dataclasses
+
+    from sake_lens.analysis.provenance import default_configs
+    from sake_lens.transport import DiagonalMap, GaussianMap
+
+    configs = default_configs()
+    edit = dict(configs["EditConfig"])
+    edit.update(edit.pop("distributions"))
+    owners: dict[str, dict[str, Any]] = {
+        "EditConfig": edit,
+        "GateConfig": configs["GateConfig"],
+        "make_edit": configs["make_edit"],
+    }
+    for cls in (GaussianMap, DiagonalMap):
+        params = inspect.signature(cls).parameters.values()
+        owners[cls.__name__] = {
+            p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+        }
+    assert not dataclasses.is_dataclass(GaussianMap)
+    return owners
+
+
+def _same(stated: str, default: Any) -> bool:
+    if isinstance(default, bool) or default is None or isinstance(default, str):
+        return stated.strip("'\"") == str(default)
+    try:
+        return float(stated) == float(default)
+    except ValueError:
+        return False
+
+
+def default_claims(text: str, owners: dict[str, dict[str, Any]]) -> list[str]:
+    """The `name=value` default claims of ``text`` that disagree with the code's defaults.
+
+    A claim is a backticked ``name=value`` of an EditConfig/GateConfig/make_edit setting with
+    the word "default" right before or after it (not a "previous"/"earlier" one). It is checked against the
+    owner the paragraph names (``GaussianMap``...), else against EditConfig, GateConfig and
+    make_edit."""
+    general = ("EditConfig", "GateConfig", "make_edit")
+    wrong = []
+    for para in re.split(r"\n\s*\n", text):
+        if "default" not in para.lower():
+            continue
+        named = [o for o in owners if o not in general and o in para]
+        for span in re.finditer(r"`([^`\n]+)`", para):
+            for m in _ASSIGN.finditer(span.group(1)):
+                name, value = m.groups()
+                after, before = para[span.end() : span.end() + 40], para[: span.start()][-40:]
+                claimed = _CLAIM_AFTER.match(after) or _CLAIM_BEFORE.search(before)
+                if not claimed or _NOT_CURRENT.search(before + after) or value == "...":
+                    continue
+                candidates = [owners[o] for o in (named or general) if name in owners[o]]
+                if not candidates:
+                    continue
+                if not any(_same(value, c[name]) for c in candidates):
+                    defaults = {c[name] for c in candidates}
+                    wrong.append(f"`{name}={value}` stated as a default; the code's: {defaults}")
+    return wrong
+
+
+def test_default_claims_checker_finds_a_wrong_default() -> None:
+    owners = _config_defaults()
+    assert default_claims("`reg=1e-2` (the default) means 1%.", owners)
+    assert not default_claims("`reg=100` (the default) and `alpha=2.5`, the default.", owners)
+    assert not default_claims("at `reg=10`, the previous default, the map fails.", owners)
+    assert not default_claims("`GaussianMap`'s default `reg=1e-2` on its own.", owners)
+    assert default_claims("the fact gate (`fpr=0.2`, the default)", owners)
+    assert default_claims("by default `alpha=1.5`.", owners)
+    assert not default_claims("fitted with `validate_targets=False`; the default keeps", owners)
+
+
+def test_docs_state_the_current_defaults() -> None:
+    """Every default a docs page or a public docstring states agrees with the code."""
+    owners = _config_defaults()
+    wrong = []
+    for page in sorted(DOCS.rglob("*.md")):
+        for msg in default_claims(page.read_text(encoding="utf-8"), owners):
+            wrong.append(f"{page.relative_to(ROOT)}: {msg}")
+    for name in sake_lens.__all__:
+        doc = inspect.getdoc(getattr(sake_lens, name)) or ""
+        wrong += [f"sake_lens.{name}: {msg}" for msg in default_claims(doc, owners)]
+    assert not wrong, "\n".join(wrong) + "\n(link to docs/concepts/defaults.md#every-default)"
+
+
+# ----------------------------------------------------------------------------- docstrings
+def _public_functions() -> dict[str, Any]:
+    import pkgutil
+
+    modules = [sake_lens] + [
+        importlib.import_module(f"sake_lens.{m.name}")
+        for m in pkgutil.iter_modules(sake_lens.__path__)
+        if m.ispkg
+    ]
+    found: dict[str, Any] = {}
+    for module in modules:
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    return found
+
+
+def _returns_something(func: Any) -> bool:
+    annotation = inspect.signature(func).return_annotation
+    if annotation in (None, "None", inspect.Signature.empty):
+        return False
+    return not re.fullmatch(r"(Iterator|Generator)\[None.*\]", str(annotation))
+
+
+def test_public_functions_document_what_they_return() -> None:
+    """Every public function (``sake_lens.__all__`` and its packages' ``__all__``) that returns
+    something has a Returns (or Yields) section; functions returning None are exempt."""
+    functions = _public_functions()
+    assert "sake_lens.steer.edit.fit_edit" in functions and len(functions) > 50
+    missing = [
+        name
+        for name, func in sorted(functions.items())
+        if _returns_something(func)
+        and not re.search(r"^(Returns|Yields):", inspect.getdoc(func) or "", re.M)
+    ]
+    assert not missing, f"no Returns/Yields section: {missing}"
+
+
+def test_api_pages_show_signatures(gen: ModuleType) -> None:
+    pages = gen.api_pages()
+    for name in ("fit_edit", "layer_sweep", "generate"):
+        page = pages[f"api/{name}.md"]
+        assert "show_signature: true" in page and "separate_signature: true" in page
+        assert "show_root_heading: true" in page  # mkdocstrings shows the signature under it
+    assert '<div class="api-index" markdown>' in pages["api/index.md"]
+    css = (DOCS / "assets" / "stylesheets" / "extra.css").read_text(encoding="utf-8")
+    assert ".api-index td:first-child" in css and "white-space: nowrap" in css
+
+
+# ----------------------------------------------------------------------------- quickstart
+def test_quickstart_pairs_every_code_block_with_its_output() -> None:
+    examples = _load_script("doc_examples").examples(
+        (DOCS / "quickstart.md").read_text(encoding="utf-8")
+    )
+    assert len(examples) >= 5
+    assert all(e.expected for e in examples), "a quickstart step shows no output"
+
+
+@pytest.mark.slow
+def test_quickstart_output_is_what_the_code_prints() -> None:
+    """Runs the quickstart's code on the default model; each block must print what the page
+    shows (rewrite the page with `python scripts/doc_examples.py docs/quickstart.md --update`)."""
+    runner = _load_script("doc_examples")
+    blocks = runner.run((DOCS / "quickstart.md").read_text(encoding="utf-8"))
+    for block in blocks:
+        assert block.actual == block.expected, f"{block.code}\nprinted:\n{block.actual}"
+
+
+# ----------------------------------------------------------------------------- provenance
+def test_defaults_hash_follows_every_default() -> None:
+    from sake_lens.analysis.provenance import default_configs, defaults_hash
+
+    configs = default_configs()
+    assert defaults_hash() == defaults_hash(configs)
+    changed = json.loads(json.dumps(configs))
+    changed["EditConfig"]["reg"] = 10.0
+    assert defaults_hash(changed) != defaults_hash(configs)
+    assert configs["EditConfig"]["reg"] == sake_lens.EditConfig().reg
+    assert configs["GateConfig"]["fpr"] == sake_lens.GateConfig().fpr
+
+
+def test_stamps_are_read_back() -> None:
+    from sake_lens.analysis import AnalysisPage
+    from sake_lens.analysis.provenance import (
+        Provenance,
+        current_provenance,
+        notebook_stamp,
+        page_stamp,
+    )
+
+    now = current_provenance()
+    assert now.problem() is None
+    old = Provenance("0.0.1", "0" * 16, "2020-01-01")
+    assert "other defaults" in (old.problem() or "")
+    printed = {"cell_type": "code", "outputs": [{"output_type": "stream", "text": now.line()}]}
+    assert notebook_stamp({"metadata": {}, "cells": [printed]}) == now
+    assert notebook_stamp({"metadata": {"sake_lens": old.to_dict()}, "cells": [printed]}) == old
+    assert notebook_stamp({"metadata": {}, "cells": []}) is None
+    page = AnalysisPage("A page")
+    assert page_stamp(page.to_markdown()) == page.provenance == now
+    assert AnalysisPage.from_dict(page.to_dict()).provenance == now
+    unstamped = {k: v for k, v in page.to_dict().items() if k != "provenance"}
+    assert page_stamp(AnalysisPage.from_dict(unstamped).to_markdown()) is None
+
+
+@pytest.mark.parametrize("name", EXPECTED_NOTEBOOKS)
+def test_notebook_was_made_with_the_current_defaults(name: str) -> None:
+    from sake_lens.analysis.provenance import notebook_stamp
+
+    nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
+    stamp = notebook_stamp(nb)
+    assert stamp is not None, (
+        f"notebooks/{name} records no library version or defaults hash: execute it with "
+        "`python scripts/build_notebooks.py` (which stamps it)"
+    )
+    problem = stamp.problem()
+    assert problem is None, f"notebooks/{name}: {problem} (scripts/build_notebooks.py)"
+
+
+@pytest.mark.parametrize(
+    "page",
+    sorted(p.name for p in (DOCS / "analyses").glob("*.md") if p.name != "index.md"),
+)
+def test_analysis_was_made_with_the_current_defaults(page: str) -> None:
+    from sake_lens.analysis.provenance import page_stamp
+
+    stamp = page_stamp((DOCS / "analyses" / page).read_text(encoding="utf-8"))
+    assert stamp is not None, (
+        f"docs/analyses/{page} records no library version or defaults hash in its front matter: "
+        "make it again (sake-lens publish, or the benchmark script that wrote it)"
+    )
+    problem = stamp.problem()
+    assert problem is None, f"docs/analyses/{page}: {problem}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sake_lens.cli.main import main
@@ -525,6 +525,11 @@ def test_random_evaluation_files_give_records_or_a_data_error(
 
 @SETTINGS
 @given(content=CONTENT, suffix=st.sampled_from([".json", ".jsonl", ".yaml"]))
+# A lone surrogate in a field the message quotes once made printing the error raise.
+@example(
+    content=b'[{"subject": "X", "target_new": "Rome", "case_id": "\\ud800\\udc00"}]', suffix=".json"
+)
+@example(content=b'[{"subject": "X", "target_new": "Rome", "case_id": "\\ud800"}]', suffix=".yaml")
 def test_random_evaluation_files_on_the_cli_fail_on_one_line_or_reach_the_model(
     tmp_path: Path, content: bytes, suffix: str, no_model: None, capsys
 ) -> None:

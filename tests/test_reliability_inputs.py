@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sake_lens.analysis.sweep_config import SweepConfig
 from sake_lens.cli.main import _COMMAND_MODULES, build_parser, main
+from sake_lens.cli.sweep import edit_config_from_args, sweep_config_from_args
 from sake_lens.collect.activations import collect_activations
 from sake_lens.errors import (
     CollectionError,
@@ -239,6 +241,8 @@ OUT_OF_RANGE = [
     ("sweep", "--n-paraphrases", "1000", "1 and <= 200", "200 or less"),
     ("sweep", "--n-held-out", "0", "1 and <= 200", "1 or more"),
     ("sweep", "--n-neighbours", "201", "1 and <= 200", "200 or less"),
+    ("sweep", "--n-relation", "0", "1 and <= 200", "1 or more"),
+    ("sweep", "--n-edits", "13", "1 and <= 12", "12 or less"),
     ("sweep", "--batch-size", "0", "1 and <= 4096", "1 or more"),
     ("sweep", "--seed", "-1", "0 and <= 4294967295", "0 or more"),
     ("compare", "--seed", "-1", "0 and <= 4294967295", "0 or more"),
@@ -296,13 +300,25 @@ def test_the_bounds_themselves_and_the_defaults_are_accepted() -> None:
     assert (args.n_paraphrases, args.max_new_tokens, args.seed) == (200, 1, 0)
     args = parser.parse_args(["eval", "--data", "d.json", "--seed", str(2**32 - 1)])
     assert (args.n, args.paraphrases, args.chunk_size, args.batch_size) == (None, None, 8, 32)
+    args = parser.parse_args(["sweep", *EDIT, "--out", "o", "--n-edits", "12"])
+    assert args.n_edits == 12
+    # The sweep's counts default to None on the command line: SweepConfig and EditConfig
+    # (one place for each default) fill them in.
     args = parser.parse_args(["sweep", *EDIT, "--out", "o"])
     assert (args.n_paraphrases, args.n_held_out, args.n_neighbours, args.batch_size) == (
-        40,
-        8,
-        8,
-        32,
+        None,
+        None,
+        None,
+        None,
     )
+    config = sweep_config_from_args(args)
+    default = SweepConfig.default()
+    assert (config.n_paraphrases, config.n_held_out, config.n_neighbours) == (
+        default.n_paraphrases,
+        default.n_held_out,
+        default.n_neighbours,
+    )
+    assert edit_config_from_args(args).batch_size == EditConfig().batch_size
     assert parser.parse_args(["generate", "x"]).max_new_tokens == 20
     assert parser.parse_args(["demo"]).max_new_tokens == 6
 

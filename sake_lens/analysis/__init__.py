@@ -31,21 +31,32 @@ from .overview import plot_edit_overview as plot_edit_overview
 from .overview import probe_outcomes as probe_outcomes
 from .pages import AnalysisPage as AnalysisPage
 from .projections import fit_projection as fit_projection
+from .provenance import Provenance as Provenance
+from .provenance import default_configs as default_configs
+from .provenance import defaults_hash as defaults_hash
+from .provenance import stamp_notebook as stamp_notebook
 from .publish import add_to_nav as add_to_nav
 from .publish import publish_page as publish_page
 from .report import edits_report as edits_report
 from .report import sweep_page as sweep_page
 from .sweep import default_sweep_prompts as default_sweep_prompts
 from .sweep import layer_sweep as layer_sweep
+from .sweep_config import SweepConfig as SweepConfig
+from .sweep_decide import DECISION_RULE as DECISION_RULE
 from .sweep_plot import plot_sweep as plot_sweep
-from .sweep_result import RECOMMENDATION_RULE as RECOMMENDATION_RULE
-from .sweep_result import LayerResult as LayerResult
+from .sweep_plot import plot_sweep_heatmap as plot_sweep_heatmap
+from .sweep_result import Recommendation as Recommendation
+from .sweep_result import SiteSummary as SiteSummary
 from .sweep_result import SweepResult as SweepResult
 from .theme import COLORS as COLORS
 from .theme import TEMPLATE_NAME as TEMPLATE_NAME
 from .theme import register_template as register_template
 
 __all__ = [
+    "Provenance",
+    "default_configs",
+    "defaults_hash",
+    "stamp_notebook",
     "COLORS",
     "TEMPLATE_NAME",
     "register_template",
@@ -64,12 +75,15 @@ __all__ = [
     "roc_curve",
     "best_threshold",
     "plot_gate_calibration",
-    "LayerResult",
+    "SweepConfig",
+    "SiteSummary",
+    "Recommendation",
     "SweepResult",
-    "RECOMMENDATION_RULE",
+    "DECISION_RULE",
     "default_sweep_prompts",
     "layer_sweep",
     "plot_sweep",
+    "plot_sweep_heatmap",
     "plot_edit_overview",
     "probe_outcomes",
     "AnalysisPage",

@@ -64,7 +64,11 @@ def _arrays(distances: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def roc_curve(distances: Any, labels: Any) -> RocCurve:
-    """The ROC curve of ``distance <= threshold`` as an in-scope detector."""
+    """The ROC curve of ``distance <= threshold`` as an in-scope detector.
+
+    Returns:
+        The curve's false- and true-positive rates, thresholds and AUROC.
+    """
     d, y = _arrays(distances, labels)
     thresholds = np.concatenate([[-np.inf], np.unique(d)])
     pos, neg = y.sum(), (~y).sum()
@@ -77,7 +81,11 @@ def roc_curve(distances: Any, labels: Any) -> RocCurve:
 
 def best_threshold(distances: Any, labels: Any) -> float:
     """The threshold maximising Youden's J = TPR − FPR, placed midway between the two distances
-    it separates (so it is not fitted to one sample's exact distance)."""
+    it separates (so it is not fitted to one sample's exact distance).
+
+    Returns:
+        The threshold: a distance at or below it counts as in scope.
+    """
     d, y = _arrays(distances, labels)
     curve = roc_curve(d, y)
     j = int(np.argmax(curve.tpr - curve.fpr))

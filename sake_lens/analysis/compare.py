@@ -101,6 +101,9 @@ def load_run(path: str | Path) -> dict[str, Any]:
     ``"loaded_from"`` (the path as given), which labels the run in messages and, when two runs
     share a method, in table headers.
 
+    Returns:
+        The result file's contents (config, records and aggregates).
+
     Raises:
         DataError: the file is unreadable, not JSON, not an evaluation result, incomplete
             (an interrupted run: finish or resume it first) or malformed.
@@ -572,6 +575,9 @@ def compare_runs(
         seed: seed of the paired bootstrap (one stream per metric).
         n_boot: bootstrap resamples.
 
+    Returns:
+        The runs side by side, with paired differences against the first.
+
     Raises:
         DataError: a file fails :func:`load_run`; the runs used other data, other records or
             another model; ``reference`` names no run or several.
@@ -701,6 +707,9 @@ def plot_comparison(
     Args:
         runs: a :class:`Comparison`, or what :func:`compare_runs` takes.
         metrics: metrics (or ``cost`` rows) to show, in order. Default: every rate.
+
+    Returns:
+        The figure (plotly, not shown).
 
     Example:
         fig = plot_comparison(["runs/eval-none.json", "runs/eval-sake.json"], ["efficacy"])

@@ -47,13 +47,21 @@ _SHOWN_DIAGNOSTICS = ("rank", "cond_map", "mean_shift_norm", "wasserstein2", "re
 
 
 def displacement_norms(map: TransportMap, acts: Tensor) -> Tensor:
-    """``||T(h) - h||`` for each row of ``acts`` (float64, ``(n,)``)."""
+    """``||T(h) - h||`` for each row of ``acts`` (float64, ``(n,)``).
+
+    Returns:
+        One norm per row, float64, shape ``(n,)``.
+    """
     return as_float64(map.displacement(as_float64(acts))).norm(dim=1)
 
 
 def map_spectrum(map: TransportMap) -> Tensor:
     r"""Eigenvalues of $A - I$ (float64), sorted by decreasing magnitude; empty for a pure
-    mean shift (or when no direction is stored)."""
+    mean shift (or when no direction is stored).
+
+    Returns:
+        The eigenvalues, float64, largest magnitude first.
+    """
     values = getattr(map, "eigenvalues_", None)
     if values is None:
         scale = getattr(map, "scale_", None)
@@ -69,7 +77,11 @@ def plot_displacement_norms(
     prompts: Mapping[str, Sequence[str]] | None = None,
     title: str | None = None,
 ) -> go.Figure:
-    """Box plots of ``||T(h) - h||`` per group (one ``box`` trace per group, every point shown)."""
+    """Box plots of ``||T(h) - h||`` per group (one ``box`` trace per group, every point shown).
+
+    Returns:
+        The figure (plotly, not shown).
+    """
     fig = go.Figure()
     for name, acts in groups.items():
         norms = displacement_norms(map, acts)
@@ -117,7 +129,11 @@ def _spectrum_trace(values: Tensor) -> go.Scatter:
 
 
 def plot_map_spectrum(map: TransportMap, *, title: str | None = None) -> go.Figure:
-    """The eigen-spectrum of ``A - I`` (one ``scatter`` trace) with the map's diagnostics."""
+    """The eigen-spectrum of ``A - I`` (one ``scatter`` trace) with the map's diagnostics.
+
+    Returns:
+        The figure (plotly, not shown).
+    """
     values = map_spectrum(map)
     fig = go.Figure()
     fig.add_trace(_spectrum_trace(values))
@@ -175,6 +191,9 @@ def logit_lens(model: Any, map: TransportMap, site: str, *, k: int = 10) -> Logi
     The displacement is taken at the source mean, $T(\mu_s) - \mu_s$ (for every sake_lens map
     $T(\mu_s) = \mu_t$). At ``ln_final.hook_out`` it is multiplied by $W_U$ directly; at a
     block's site the final normalisation is applied to $\mu_s$ and $T(\mu_s)$ first.
+
+    Returns:
+        The promoted and demoted tokens with their logit changes.
     """
     mu_s = getattr(map, "mean_source_", None)
     if mu_s is None:
@@ -234,7 +253,11 @@ def _lens_traces(lens: LogitLens) -> list[go.Bar]:
 
 
 def plot_logit_lens(lens: LogitLens, *, title: str | None = None) -> go.Figure:
-    """Horizontal bars: the promoted tokens (green) and the demoted ones (red)."""
+    """Horizontal bars: the promoted tokens (green) and the demoted ones (red).
+
+    Returns:
+        The figure (plotly, not shown).
+    """
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("promoted", "demoted"), horizontal_spacing=0.2
     )
@@ -267,7 +290,11 @@ def plot_displacement(
     title: str | None = None,
 ) -> go.Figure:
     """One figure of an edit's displacement: norms per group (when ``groups`` are given), the
-    spectrum of ``A - I``, and the promoted / demoted tokens (when ``model`` and ``site`` are)."""
+    spectrum of ``A - I``, and the promoted / demoted tokens (when ``model`` and ``site`` are).
+
+    Returns:
+        The figure (plotly, not shown).
+    """
     panels = []
     if groups:
         panels.append("‖T(h) − h‖ per group")

@@ -206,6 +206,9 @@ def plot_displacement_histograms(
     One subplot per direction (the mean-shift direction first, then the top principal
     directions of ``T(h) - h``); in each, one ``histogram`` trace per group (source, target,
     transported, out of scope), so a good map puts *transported* on top of *target*.
+
+    Returns:
+        The figure (plotly, not shown).
     """
     if n_directions < 1:
         raise ValueError(f"n_directions must be >= 1, got {n_directions}.")

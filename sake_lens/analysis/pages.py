@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ..errors import SakeLensError
+from .provenance import Provenance, current_provenance, page_front_matter
 
 __all__ = ["PageFigure", "AnalysisPage", "figure_snippet", "markdown_to_html"]
 
@@ -78,6 +79,9 @@ class AnalysisPage:
 
     title: str
     blocks: list[str | PageFigure] = field(default_factory=list)
+    #: What the page was made with (the library version and defaults, the date); None for a
+    #: page saved before pages recorded it. Written into the docs page's front matter.
+    provenance: Provenance | None = field(default_factory=current_provenance)
 
     def add_text(self, markdown: str) -> None:
         self.blocks.append(markdown.strip("\n"))
@@ -104,7 +108,10 @@ class AnalysisPage:
                 )
             else:
                 blocks.append({"markdown": b})
-        return {"format": _FORMAT, "title": self.title, "blocks": blocks}
+        out: dict[str, Any] = {"format": _FORMAT, "title": self.title, "blocks": blocks}
+        if self.provenance is not None:
+            out["provenance"] = self.provenance.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisPage:
@@ -113,7 +120,8 @@ class AnalysisPage:
                 f"not a sake_lens analysis page (format {data.get('format')!r}, expected "
                 f"{_FORMAT!r}); pass the page.json that `sake-lens sweep` or `report` wrote."
             )
-        page = cls(data["title"])
+        stamp = data.get("provenance")
+        page = cls(data["title"], provenance=Provenance(**stamp) if stamp else None)
         for b in data["blocks"]:
             if "figure" in b:
                 fig = pio.from_json(json.dumps(b["figure"]))
@@ -171,9 +179,15 @@ class AnalysisPage:
         return path
 
     def to_markdown(self, *, front_matter: dict[str, Any] | None = None) -> str:
-        """A markdown page for mkdocs: front matter (``title``, ``plotly: true``), the text
-        blocks, and each figure as a one-line raw-HTML block (plotly.js not included)."""
-        meta = {"title": self.title, "plotly": True, **(front_matter or {})}
+        """A markdown page for mkdocs: front matter (``title``, ``plotly: true`` and the page's
+        :attr:`provenance`), the text blocks, and each figure as a one-line raw-HTML block
+        (plotly.js not included).
+
+        Returns:
+            The page's markdown.
+        """
+        stamp = page_front_matter(self.provenance) if self.provenance is not None else {}
+        meta = {"title": self.title, "plotly": True, **stamp, **(front_matter or {})}
         lines = [
             "---",
             *(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in meta.items()),

@@ -114,6 +114,9 @@ def fit_projection(
         groups: the clouds to show; PCA is fitted on all of them together.
         method: ``"pca"`` or ``"displacement"`` (needs ``map`` and a ``source`` group).
         map: the fitted transport map (for ``"displacement"``).
+
+    Returns:
+        The fitted projection; apply it to ``(n, d)`` activations.
     """
     if method not in PROJECTIONS:
         raise ValueError(f"Unknown projection {method!r}; allowed: {PROJECTIONS}.")

@@ -233,7 +233,7 @@ def publish_page(
             f"{out} is outside the docs folder {docs} of {config}; write it under {docs}."
         ) from None
     if title:
-        page = AnalysisPage(title, list(page.blocks))
+        page = AnalysisPage(title, list(page.blocks), provenance=page.provenance)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page.to_markdown(), encoding="utf-8")
     changed = add_to_nav(config, page.title, rel, section=section)

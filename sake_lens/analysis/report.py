@@ -18,7 +18,7 @@ from ..steer.edit import Edit
 from .displacement import plot_displacement
 from .distributions import plot_distributions
 from .pages import AnalysisPage
-from .sweep_plot import plot_sweep
+from .sweep_plot import plot_sweep, plot_sweep_heatmap
 from .sweep_result import SweepResult
 
 __all__ = ["sweep_page", "edits_report", "book_entries", "markdown_table"]
@@ -41,66 +41,142 @@ def _code(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def sweep_page(result: SweepResult, *, model: Any = None, title: str | None = None) -> AnalysisPage:
-    """A page for a layer sweep.
-
-    With ``model`` (and the sweep's fitted edits still in memory) it adds the activation
-    distributions at the recommended site — source, target, transported and the neighbour
-    prompts as out-of-scope — and the displacement figure with the logit lens.
-    """
-    r = result.request
-    page = AnalysisPage(title or f"Layer sweep: {r.text} {r.old} → {r.new}")
+def _sweep_summary_text(result: SweepResult) -> str:
+    r, cfg, ec = result.request, result.config, result.edit_config
+    done = [e for e in result.per_edit if "skipped" not in e]
+    skipped = len(result.per_edit) - len(done)
     best = result.best
-    page.add_text(
+    n_sites = len(result.sites)
+    return (
         f"Edit {_code(r.text)}: {_code(r.old)} → {_code(r.new)} on {_code(result.model_id)}, "
-        f"{len(result.layers)} sites, {result.config.map_kind} map "
-        f"(reg {result.config.reg:g}). Target purity {result.purity:.0%} "
-        f"({result.n_target} kept), {result.n_source} source samples; "
-        f"{len(result.prompts['held_out'])} held-out paraphrases and "
-        f"{len(result.prompts['neighbours'])} neighbour prompts. Swept in "
-        f"{result.timings['total_s']:.0f} s.\n\n"
-        f"**Recommended site: {_code(best.site)}** — efficacy {best.efficacy:.2f}, "
-        f"generalisation {best.generalisation:.2f}, specificity {best.specificity:.2f}.\n\n"
-        f"*Rule:* {result.rule}. Specificity is "
-        + (
-            "gated."
-            if result.gated
-            else "ungated (every prompt is steered: the damage a scope gate must prevent)."
-        )
+        f"swept with {len(done)} edits (this one and {len(done) - 1} default companions"
+        + (f"; {skipped} skipped" if skipped else "")
+        + f") at {n_sites} sites × alpha {', '.join(f'{a:g}' for a in cfg.alphas)} × reg "
+        f"{', '.join(f'{x:g}' for x in cfg.regs)}; {ec.map_kind} map. Per site: "
+        f"{best['generalisation_on'].n} held-out paraphrases, {best['relation_on'].n} "
+        f"same-subject and {best['neighbour_on'].n} neighbour locality prompts over the "
+        f"edits. Swept in {result.timings['total_s']:.0f} s ({result.evaluation} evaluation).\n\n"
+        f"**Recommended: {_code(best.site)} at alpha {best.alpha:g}, reg {best.reg:g}** — "
+        f"gated score {best['score_on'].text(3)}, locality with the gate off "
+        f"{best['locality_off'].text(3)}.\n\n*Why:* {result.recommendation.reason}\n\n"
+        f"*Rule:* {result.rule}"
     )
-    page.add_figure(plot_sweep(result), "layer-sweep")
-    rows = [
-        [
-            x.label,
-            x.efficacy,
-            x.generalisation,
-            x.specificity,
-            x.score,
-            x.p_new,
-            x.neighbour_kl,
-            x.wasserstein2,
-            x.cond_map,
-            "**yes**" if x.site == best.site else "",
-        ]
-        for x in result.layers
-    ]
-    page.add_text(
-        markdown_table(
+
+
+def _sweep_table(result: SweepResult) -> str:
+    rows = []
+    for x in result.at():
+        mark = "**yes**" if x.candidate == result.recommendation.candidate else ""
+        tied = "tied" if x.candidate in set(result.recommendation.tied) else ""
+        rows.append(
             [
-                "layer",
-                "efficacy",
-                "generalisation",
-                "specificity",
-                "score",
-                "P(new)",
-                "neighbour KL",
-                "W2",
-                "cond",
-                "recommended",
+                x.label,
+                x["score_on"].text(2),
+                f"{x['efficacy_on'].value:.2f}",
+                f"{x['generalisation_on'].value:.2f}",
+                f"{x['locality_on'].value:.2f}",
+                x["locality_off"].text(2),
+                f"{x.w2_relative:.2f}",
+                f"{x.cond_map:.3g}",
+                f"{1000 * x.fit_s:.0f}",
+                mark or tied,
+            ]
+        )
+    best = result.best
+    return (
+        f"At alpha {best.alpha:g}, reg {best.reg:g}; gate on = the default fact gate, gate off = "
+        "every prompt steered; [95 % bootstrap interval by edit].\n\n"
+        + markdown_table(
+            [
+                "site",
+                "score (on)",
+                "efficacy (on)",
+                "held-out (on)",
+                "locality (on)",
+                "locality (off)",
+                "W2/‖h‖",
+                "cond(A)",
+                "fit ms",
+                "",
             ],
             rows,
         )
     )
+
+
+def _edits_table(result: SweepResult) -> str:
+    rows = []
+    for e in result.per_edit:
+        q = e["request"]
+        if "skipped" in e:
+            rows.append([q["subject"], f"{q['old']} → {q['new']}", "skipped", e["skipped"][:80]])
+            continue
+        g, p = e["gate_accepts"], e["prompts"]
+        rows.append(
+            [
+                q["subject"],
+                f"{q['old']} → {q['new']}",
+                f"{e['purity']:.0%}",
+                f"{g['held_out']}/{len(p['held_out'])} held-out, {g['relation']}/"
+                f"{len(p['relation'])} same-subject, {g['neighbours']}/{len(p['neighbours'])} "
+                "neighbours",
+            ]
+        )
+    return "**Edits swept** (the first is the one asked for)\n\n" + markdown_table(
+        ["subject", "old → new", "target purity", "the fact gate accepts"], rows
+    )
+
+
+def _config_text(result: SweepResult) -> str:
+    cfg = result.config.to_dict()
+    ec = result.edit_config
+
+    def show(v: Any) -> str:
+        if v is None:
+            return "every block"
+        return (
+            ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+            if isinstance(v, list)
+            else str(v)
+        )
+
+    rows = [[k, show(v)] for k, v in cfg.items()]
+    rows += [
+        ["edit: map, rank", f"{ec.map_kind}, {ec.rank}"],
+        ["edit: targets", ", ".join(ec.distributions.target_templates)],
+        ["library versions", ", ".join(f"{k} {v}" for k, v in result.versions.items())],
+    ]
+    return "**Configuration** (all of it is in `sweep.json`)\n\n" + markdown_table(
+        ["setting", "value"], rows
+    )
+
+
+def sweep_page(result: SweepResult, *, model: Any = None, title: str | None = None) -> AnalysisPage:
+    """A page for a layer sweep: what was swept, the recommendation and its reason, the rule,
+    the sweep figure and the site x alpha heatmap, the per-site table, the edits, the
+    configuration.
+
+    With ``model`` (and the sweep's fitted edits still in memory) it adds the activation
+    distributions at the recommended site — source, target, transported and the neighbour
+    prompts as out-of-scope — and the displacement figure with the logit lens.
+
+    Returns:
+        The sweep as an analysis page (write it as HTML or publish it).
+    """
+    page = AnalysisPage(title or result.title())
+    best = result.best
+    page.add_text(_sweep_summary_text(result))
+    page.add_figure(
+        plot_sweep(result),
+        "layer-sweep",
+        caption="The deciding quantities per site at the recommended alpha and reg; shaded: "
+        "95 % bootstrap intervals by edit. Hover a point for its interval and per-edit spread.",
+    )
+    if len(result.config.alphas) * len(result.config.regs) > 1:
+        page.add_figure(plot_sweep_heatmap(result), "sweep-heatmap")
+    page.add_text(_sweep_table(result))
+    page.add_text(_edits_table(result))
+    page.add_text(_config_text(result))
     edit = result.edits.get(best.site)
     if (
         model is not None
@@ -108,7 +184,7 @@ def sweep_page(result: SweepResult, *, model: Any = None, title: str | None = No
         and edit.source_acts is not None
         and edit.target_acts is not None
     ):
-        neighbours = result.prompts["neighbours"]
+        neighbours = result.per_edit[0]["prompts"]["neighbours"]
         oos = collect_activations(model, neighbours, [edit.site])[edit.site.hook]
         prompts: dict[str, list[str]] = {"out_of_scope": neighbours}
         if edit.prompts is not None:
@@ -121,7 +197,7 @@ def sweep_page(result: SweepResult, *, model: Any = None, title: str | None = No
                 map=edit.map,
                 out_of_scope=oos,
                 prompts=prompts,
-                title=f"Activations at {best.site} (PCA of all points)",
+                title=f"Activations at {best.site}, alpha {best.alpha:g} (PCA of all points)",
             ),
             "distributions",
             caption="Hover a point to see its prompt. *Transported* is T(source): a good map "
@@ -222,7 +298,11 @@ def edits_report(
     book_or_edits: Any, *, model: Any = None, title: str = "Edit registry report"
 ) -> AnalysisPage:
     """One section per edit: request, site, purity, diagnostics, scope gate (when the registry
-    has one) and the displacement figure (with the logit lens when ``model`` is given)."""
+    has one) and the displacement figure (with the logit lens when ``model`` is given).
+
+    Returns:
+        The report as an analysis page (write it as HTML or publish it).
+    """
     entries = book_entries(book_or_edits)
     page = AnalysisPage(title)
     if not entries:

@@ -84,7 +84,11 @@ def _template() -> go.layout.Template:
 
 
 def register_template() -> str:
-    """Register the ``"sake_lens"`` plotly template (idempotent) and return its name."""
+    """Register the ``"sake_lens"`` plotly template (idempotent) and return its name.
+
+    Returns:
+        The template's name, ``"sake_lens"``.
+    """
     if TEMPLATE_NAME not in pio.templates:
         pio.templates[TEMPLATE_NAME] = _template()
     return TEMPLATE_NAME

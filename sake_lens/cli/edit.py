@@ -208,14 +208,15 @@ def check_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..model.sites import resolve_site
     from ..registry.book import EditBook
-    from ..steer.generation import generate
+    from ..steer.generation import check_context, generate
 
     request = check_args(args)  # before the model
     model = load_from_args(args)
+    probes = args.probe or [request.text]
+    check_context(model, probes, args.max_new_tokens, name="--probe", budget="--max-new-tokens")
     resolve_site(model, args.site or edit_config_from_args(args).site)  # before any fit
     check_old_object(model, request)
     edit = build_edit(model, args)
-    probes = args.probe or [edit.request.text]
     before = generate(model, probes, max_new_tokens=args.max_new_tokens)
     gated = EditBook(model=model)  # the edit behind its calibrated scope gate
     gated.add(edit)

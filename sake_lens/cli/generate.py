@@ -64,13 +64,14 @@ def _print_explanation(prompt: str, rows: list[dict[str, object]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..steer.generation import generate
+    from ..steer.generation import check_context, generate
 
     if args.explain and not args.edits:
         raise GateError("--explain shows how a registry routes a prompt; add --edits DIR.")
     model = load_from_args(args)
     prompts = list(args.prompts)
     n = args.max_new_tokens
+    check_context(model, prompts, n, name="prompt", budget="--max-new-tokens")  # before any work
     rows: list[dict[str, object]] = [{"prompt": p} for p in prompts]
     if args.compare or not args.edits:
         for row, text in zip(rows, generate(model, prompts, max_new_tokens=n)):

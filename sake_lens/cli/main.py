@@ -58,8 +58,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def one_line(message: str) -> str:
-    """``message`` on one line: line breaks (and the indentation after them) become a space."""
-    return re.sub(r"\s*\n\s*", " ", message.strip())
+    """``message`` on one line: line breaks (and the indentation after them) become a space.
+
+    Characters no terminal can encode (lone surrogates, e.g. from a JSON ``"\\ud800"`` in a
+    data file the message quotes) are written as backslash escapes instead of failing.
+    """
+    text = re.sub(r"\s*\n\s*", " ", message.strip())
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _command_names(parser: argparse.ArgumentParser) -> set[str]:

@@ -2,7 +2,9 @@
 
 Prompts are sorted by length and batched with left padding (so each row's last token is the
 last column), one forward pass per batch reads every requested site at once, and the forward
-stops after the deepest site's block when no predictions are needed. Results are float64 on
+stops after the deepest site's block when no predictions are needed. A batch is bounded by
+tokens as well as rows (at most ``max_batch_tokens`` padded tokens), so long prompts go a few at
+a time while short ones still share one pass. Results are float64 on
 the CPU, in the prompts' original order.
 """
 
@@ -52,6 +54,24 @@ class Activations:
         return self.acts[hook]
 
 
+def _token_batches(
+    order: Sequence[int], lengths: Sequence[int], batch_size: int, max_tokens: int
+) -> list[list[int]]:
+    """Consecutive groups of ``order`` (sorted by length) with at most ``batch_size`` rows and
+    ``rows x longest`` at most ``max_tokens`` (a longer prompt goes alone)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = max([lengths[j] for j in current] + [lengths[i]])
+        if current and (len(current) >= batch_size or (len(current) + 1) * longest > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _stop_layer(sites: Sequence[Site], n_layers: int) -> int | None:
     layers = [s.layer for s in sites]
     if any(layer is None for layer in layers):
@@ -67,6 +87,7 @@ def collect_activations(
     sites: Sequence[Site | str] | Site | str,
     *,
     batch_size: int = 32,
+    max_batch_tokens: int = 8192,
     prepend_bos: bool | None = None,
     predict: bool = False,
     keep_logits: bool = False,
@@ -81,6 +102,8 @@ def collect_activations(
         prompts: the prompts (subject filled in).
         sites: hook names or :class:`Site` objects (validated against the model).
         batch_size: prompts per forward pass.
+        max_batch_tokens: padded tokens per forward pass (rows x longest prompt); a longer
+            prompt goes alone.
         prepend_bos: BOS convention (default: :func:`bos_convention` of the model).
         predict: also return the greedy next token and the top-k log-probabilities.
         keep_logits: also keep the full last-position logits (``(n, vocab)``, float32).
@@ -95,8 +118,11 @@ def collect_activations(
         sites = [sites]
     resolved = [resolve_site(model, s, check_steers=False) for s in sites]
     hooks = list(dict.fromkeys(s.hook for s in resolved))
-    if batch_size < 1:
-        raise CollectionError(f"batch_size must be >= 1, got {batch_size}.")
+    if batch_size < 1 or max_batch_tokens < 1:
+        raise CollectionError(
+            f"batch_size and max_batch_tokens must be >= 1, got {batch_size} and "
+            f"{max_batch_tokens}."
+        )
     if prepend_bos is None:
         prepend_bos = bos_convention(model)
     predict = predict or keep_logits
@@ -123,7 +149,7 @@ def collect_activations(
     if stop is None:
         # Only the last position is read: cut the stream to it before the unembedding.
         fwd_hooks += keep_last_positions(model)
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    batches = _token_batches(order, lengths, batch_size, max_batch_tokens)
     show = progress if progress is not None else len(batches) > 4
     for idx in tqdm(batches, desc="collecting activations", disable=not show, leave=False):
         batch = tokenize_batch(model, [prompts[i] for i in idx], prepend_bos=prepend_bos)

@@ -302,6 +302,9 @@ def _record_label(raw: Any, position: int) -> str:
 def parse_record(raw: Any, position: int = 0) -> EvalRecord:
     """Read one record in any of :data:`RECORD_FORMATS`.
 
+    Returns:
+        The record in sake_lens' own form.
+
     Raises:
         DataError: the record is malformed; the message names the position, the id and the
             problem.
@@ -426,6 +429,9 @@ def load_records(
 
     With ``split``, only the records whose ``split`` field has that value are kept (before
     ``n`` counts them).
+
+    Returns:
+        The valid records and the reasons the others were skipped.
 
     Raises:
         DataError: the file cannot be read or holds no list of records, ``n < 1``, both ``n``

@@ -341,6 +341,9 @@ def ngram_entropy(
     Repetitive text ("the the the ...") scores low; text with no n-gram of a length scores 0
     for that length.
 
+    Returns:
+        The weighted entropy in bits (0 for an empty text).
+
     Example:
         >>> ngram_entropy("a a a a a a")
         0.0
@@ -398,6 +401,9 @@ def record_metrics(
         new_first: the new object's first token (for ``implication_new_object``).
         other_edits_active: other records' edits were active (``all`` mode): measure
             ``gate_fpr_other_edits``.
+
+    Returns:
+        Metric -> value, None where the record has no probe for it.
     """
     by_kind: dict[str, list[ProbeResult]] = {k: [] for k in PROBE_KINDS}
     for p in probes:
@@ -489,6 +495,9 @@ def bootstrap_ci(
 ) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile bootstrap interval at ``level`` (seeded).
 
+    Returns:
+        ``(mean, low, high)``.
+
     Example:
         >>> bootstrap_ci([1.0, 1.0, 1.0])
         (1.0, 1.0, 1.0)
@@ -518,7 +527,11 @@ def aggregate(
     n_boot: int = 2000,
     metrics: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float | int | None]]:
-    """Per metric: mean over the records where it is defined, 95% bootstrap interval, count."""
+    """Per metric: mean over the records where it is defined, 95% bootstrap interval, count.
+
+    Returns:
+        Metric -> ``{"mean", "lo", "hi", "n"}`` (None where no record defines it).
+    """
     names = list(metrics or METRICS)
     out: dict[str, dict[str, float | int | None]] = {}
     for name in names:

@@ -908,6 +908,11 @@ def run_evaluation(
     Raises:
         DataError: unreadable data, no valid record, an output file of another config, or a
             data-parallel run without ``out``.
+
+    Returns:
+        The results (what ``out`` holds): ``config``, ``records`` with every probe's outcome,
+        ``aggregates`` (mean, 95 % bootstrap interval and n per metric), ``breakdowns`` and
+        ``timings``. A data-parallel rank other than 0 returns its own shard, incomplete.
     """
     started = time.perf_counter()
     if shard is not None and out is None:
@@ -1118,7 +1123,12 @@ def run_evaluation(
 
 
 def results_table(result: dict[str, Any], metrics: Sequence[str] | None = None) -> list[list[Any]]:
-    """Rows ``[metric, mean, 95% CI, n]`` of a result's aggregates (percent for rates)."""
+    """Rows ``[metric, mean, 95% CI, n]`` of a result's aggregates (percent for rates).
+
+    Returns:
+        One row per metric (all of ``result["aggregates"]`` unless ``metrics`` names some);
+        ``"n/a"`` where a metric was not measured.
+    """
     rows = []
     for name in metrics or list(result["aggregates"]):
         agg = result["aggregates"][name]

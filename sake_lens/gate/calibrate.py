@@ -34,6 +34,9 @@ def _as_1d(values: Sequence[float] | Tensor, name: str) -> Tensor:
 def auroc(in_scope: Sequence[float] | Tensor, out_scope: Sequence[float] | Tensor) -> float | None:
     """P(an in-scope distance < an out-of-scope distance), ties counting 1/2; None if empty.
 
+    Returns:
+        The AUROC in ``[0, 1]``, or None when either side is empty.
+
     Example:
         >>> auroc([0.1, 0.2], [0.3, 0.15])
         0.75
@@ -97,6 +100,9 @@ def calibrate_threshold(
         in_scope: distances of held-out in-scope prompts (only for the TPR/AUROC report).
         kinds: the kind of each out-of-scope prompt, to report the FPR per kind.
         threshold: use this threshold instead of calibrating (still reports the rates).
+
+    Returns:
+        The threshold with its measured rates.
 
     Raises:
         GateError: no out-of-scope distances (and no fixed threshold), or NaN distances.

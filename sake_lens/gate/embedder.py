@@ -123,7 +123,11 @@ _DEFAULT: SentenceEmbedder | None = None
 
 
 def default_embedder() -> SentenceEmbedder:
-    """The process-wide embedder (bundled all-MiniLM-L6-v2 on CPU), loaded on first use."""
+    """The process-wide embedder (bundled all-MiniLM-L6-v2 on CPU), loaded on first use.
+
+    Returns:
+        The shared sentence embedder.
+    """
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = SentenceEmbedder()

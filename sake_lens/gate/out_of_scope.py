@@ -215,7 +215,11 @@ def _rng(request: EditRequest, seed: int, salt: str) -> random.Random:
 
 
 def other_subject_prompts(request: EditRequest, n: int = 24, seed: int = 0) -> list[str]:
-    """The edit's template filled with ``n`` other subjects from :data:`OTHER_SUBJECTS`."""
+    """The edit's template filled with ``n`` other subjects from :data:`OTHER_SUBJECTS`.
+
+    Returns:
+        The prompts.
+    """
     own = normalize(request.subject)
     pool = [s for s in OTHER_SUBJECTS if own not in normalize(s) and normalize(s) not in own]
     chosen = _rng(request, seed, "subject").sample(pool, min(n, len(pool)))
@@ -223,7 +227,11 @@ def other_subject_prompts(request: EditRequest, n: int = 24, seed: int = 0) -> l
 
 
 def other_relation_prompts(request: EditRequest, n: int = 12, seed: int = 0) -> list[str]:
-    """The edit's subject in ``n`` other relations' paraphrases (relation template bank)."""
+    """The edit's subject in ``n`` other relations' paraphrases (relation template bank).
+
+    Returns:
+        The prompts (fewer when the bank has fewer relations).
+    """
     from ..prompts.relations import RELATIONS, match_relation
 
     own = match_relation(request.prompt, objects=[request.old])
@@ -238,7 +246,11 @@ def other_relation_prompts(request: EditRequest, n: int = 12, seed: int = 0) -> 
 
 
 def generic_prompts(n: int = 24, seed: int = 0) -> list[str]:
-    """``n`` generic prompts from :data:`GENERIC_PROMPTS`."""
+    """``n`` generic prompts from :data:`GENERIC_PROMPTS`.
+
+    Returns:
+        The prompts.
+    """
     return random.Random(f"{seed}|generic").sample(GENERIC_PROMPTS, min(n, len(GENERIC_PROMPTS)))
 
 
@@ -252,6 +264,9 @@ def default_out_of_scope(
     seed: int = 0,
 ) -> OutOfScope:
     """Out-of-scope prompts for an edit: other subjects, other relations, generic, neighbours.
+
+    Returns:
+        The out-of-scope prompts, by kind.
 
     Example:
         >>> req = EditRequest("Danielle Darrieux", "The mother tongue of {} is", "French", "English")

@@ -140,6 +140,9 @@ class ScopeRouter:
         if step is None:
             self._tokens = (tokens.detach().cpu(), None)
         elif step.positions_of_last_prompt_token is not None:
+            if step.prompt_tokens is not None:  # a long prompt's last span: not all of it
+                self._tokens = (step.prompt_tokens.detach().cpu(), step.pad_lengths)
+                return
             n_prompt = step.padded_prompt_length - step.offset
             self._tokens = (tokens[:, :n_prompt].detach().cpu(), step.pad_lengths)
 

@@ -96,6 +96,9 @@ def quoted_spans(text: str) -> list[str]:
 def last_sentence(text: str) -> str:
     """The last sentence of ``text`` (the whole text when it is one sentence).
 
+    Returns:
+        The sentence, stripped.
+
     Example:
         >>> last_sentence("It rained all day. The capital of Peru is")
         'The capital of Peru is'
@@ -140,7 +143,11 @@ def min_distance(bank: StackedStats, views: Sequence[Tensor]) -> Float[Tensor, "
 
 
 def gate_score(dist: Tensor, threshold: Tensor | float) -> Tensor:
-    """``2 ** (-dist / threshold)`` in ``[0, 1]`` (0.5 at the threshold, 0 for inf or NaN)."""
+    """``2 ** (-dist / threshold)`` in ``[0, 1]`` (0.5 at the threshold, 0 for inf or NaN).
+
+    Returns:
+        The scores, same shape as ``dist``.
+    """
     s = torch.exp2(-dist.double() / torch.as_tensor(threshold, dtype=torch.float64))
     return torch.nan_to_num(s, nan=0.0).clamp(0.0, 1.0)
 
@@ -247,7 +254,11 @@ class Scope:
 
 
 def in_scope_prompts(edit: Edit, config: GateConfig) -> list[str]:
-    """The prompts whose features define the edit's scope: its paraphrases (filled in)."""
+    """The prompts whose features define the edit's scope: its paraphrases (filled in).
+
+    Returns:
+        The prompts.
+    """
     paras = list(edit.prompts.paraphrases) if edit.prompts is not None else [edit.request.text]
     if config.kind == "hidden" and config.include_forced:
         r = edit.request
@@ -289,6 +300,9 @@ def fit_scope(
         in_scope: held-out in-scope prompts for the report (default: hold out
             ``config.holdout`` of the paraphrases, refitting on all of them afterwards).
         neighbours: other edits' prompts, added to the default out-of-scope prompts.
+
+    Returns:
+        The edit's fitted scope gate, with its calibration.
 
     Raises:
         GateError: no features (missing model for a hidden gate), non-finite features, or no

@@ -44,6 +44,9 @@ def ledoit_wolf_shrinkage(xc: Float[Tensor, "n d"]) -> float:
     $\gamma = \min(\bar b^2, \delta^2)/\delta^2$ with $\delta^2 = \lVert S-\mu I\rVert_F^2$ and
     $\bar b^2 = \frac{1}{n^2}\sum_i\lVert x_ix_i^\top - S\rVert_F^2$, computed from the Gram
     matrix ($O(n^2 d)$), as scikit-learn's ``ledoit_wolf_shrinkage`` (no $1/d$ scaling).
+
+    Returns:
+        The shrinkage in ``[0, 1]``.
     """
     n, d = xc.shape
     gram = xc @ xc.T  # (n, d) @ (d, n) -> (n, n)

@@ -100,7 +100,11 @@ def final_site(model: Any) -> str:
 
 
 def offered_sites(model: Any) -> list[str]:
-    """The sites sake_lens offers: the final normalised stream, then every layer's residual."""
+    """The sites sake_lens offers: the final normalised stream, then every layer's residual.
+
+    Returns:
+        Hook names, in that order.
+    """
     n_layers = int(model.cfg.n_layers)
     return [final_site(model)] + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
 
@@ -133,6 +137,9 @@ def resolve_site(model: Any, site: Site | str, *, check_steers: bool = True) -> 
 
     Raises :class:`SiteError` when the hook does not exist (listing the closest names) or
     an edit there cannot steer the model (:func:`site_problem` says why).
+
+    Returns:
+        The validated site.
     """
     if isinstance(site, str):
         site = Site(_ALIASES.get(site, site))

@@ -43,6 +43,9 @@ def bos_convention(model: Any) -> bool:
     An explicit :func:`set_bos_convention` wins; otherwise models whose BOS token is a chat-turn
     marker (SmolLM2's ``<|im_start|>``) get no BOS, and others follow TransformerLens's
     ``cfg.default_prepend_bos``.
+
+    Returns:
+        True when prompts get a BOS token.
     """
     explicit = getattr(model, "sake_lens_prepend_bos", None)
     if explicit is not None:

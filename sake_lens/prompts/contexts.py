@@ -46,7 +46,11 @@ DEFAULT_TARGET_TEMPLATES: tuple[str, ...] = ("fact", "repeat")
 
 
 def fill_context(template: str, prompt: str, old: str, new: str) -> str:
-    """Fill a context template (a name from :data:`TARGET_TEMPLATES` or a literal template)."""
+    """Fill a context template (a name from :data:`TARGET_TEMPLATES` or a literal template).
+
+    Returns:
+        The filled-in prompt.
+    """
     template = TARGET_TEMPLATES.get(template, template)
     if "{prompt}" not in template:
         raise DistributionError(
@@ -110,6 +114,9 @@ def chat_prompt(
 
     The result already contains the template's special tokens as text: tokenise it without
     adding a BOS token (``model.to_tokens(text, prepend_bos=False)``).
+
+    Returns:
+        The chat text, ending where the assistant's answer starts.
     """
     if mode not in CHAT_MODES:
         raise DistributionError(f"Unknown chat mode {mode!r}; use one of {list(CHAT_MODES)}.")
@@ -144,5 +151,9 @@ def chat_prompt(
 
 
 def noisy_context(prompt: str, seed: int, *, sentences: int = 1, avoid: Sequence[str] = ()) -> str:
-    """``prompt`` behind ``sentences`` unrelated sentences (see :mod:`sake_lens.prompts.noise`)."""
+    """``prompt`` behind ``sentences`` unrelated sentences (see :mod:`sake_lens.prompts.noise`).
+
+    Returns:
+        The prompt behind its unrelated sentences.
+    """
     return with_noisy_prefix(prompt, seed, sentences=sentences, avoid=avoid)

@@ -258,6 +258,9 @@ def implication_probes(
     old and the new object are both in ``table`` and differ. Pass a table checked on your model
     (:func:`verify_attribute_table`) so that the model knows both answers.
 
+    Returns:
+        The probes, possibly none.
+
     Example:
         >>> r = EditRequest("Danielle Darrieux", "{} is a citizen of", "France", "Japan")
         >>> p = implication_probes(r)[0]
@@ -295,6 +298,9 @@ def implication_samples(
 
         source: "Fact: Danielle Darrieux is a citizen of France.\\nQuestion: The capital of ..."
         target: "Fact: Danielle Darrieux is a citizen of Japan.\\nQuestion: The capital of ..."
+
+    Returns:
+        The samples, possibly none.
     """
     if "{statement}" not in context or not context.rstrip().endswith("{prompt}"):
         raise DistributionError(

@@ -48,7 +48,11 @@ def _text(value: Any) -> str:
 
 
 def record_request(record: Mapping[str, Any]) -> EditRequest:
-    """The edit request of a CounterFact record (EasyEdit flat or ROME format)."""
+    """The edit request of a CounterFact record (EasyEdit flat or ROME format).
+
+    Returns:
+        The request.
+    """
     try:
         if "requested_rewrite" in record:
             rw = record["requested_rewrite"]
@@ -85,7 +89,11 @@ def _as_list(value: Any) -> list[str]:
 
 
 def evaluation_prompts(record: Mapping[str, Any]) -> list[str]:
-    """Every prompt of ``record`` used for evaluation other than the edit prompt itself."""
+    """Every prompt of ``record`` used for evaluation other than the edit prompt itself.
+
+    Returns:
+        The prompts.
+    """
     keys = _ROME_EVAL if "requested_rewrite" in record else _FLAT_EVAL
     prompts: list[str] = []
     for key in keys:
@@ -94,7 +102,11 @@ def evaluation_prompts(record: Mapping[str, Any]) -> list[str]:
 
 
 def find_leaks(prompts: Iterable[str], record: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(fitting prompt, evaluation prompt) pairs that are the same prompt after normalisation."""
+    """(fitting prompt, evaluation prompt) pairs that are the same prompt after normalisation.
+
+    Returns:
+        The leaking pairs; empty when none.
+    """
     subject = record_request(record).subject
     evaluation = {key: e for e in evaluation_prompts(record) for key in comparison_keys(e, subject)}
     leaks = []
@@ -129,6 +141,9 @@ def fitting_prompts(
 
     The edit prompt itself is included (it is what efficacy is measured on, as in the paper);
     rephrase and locality prompts are excluded.
+
+    Returns:
+        The prompts, with those dropped as leaks.
 
     Example:
         >>> rec = {"subject": "Paul", "prompt": "{} speaks", "ground_truth": "French",

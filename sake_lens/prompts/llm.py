@@ -126,6 +126,9 @@ def parse_paraphrases(
     sentence is replaced by ``subject``. Returns (candidates, dropped) where dropped holds
     (line, reason) for questions and sentences with a blank in the middle.
 
+    Returns:
+        ``(kept sentences, [(dropped sentence, reason), ...])``.
+
     Example:
         >>> parse_paraphrases('1. "X speaks ___"\\n2. What does X speak?')
         (['X speaks'], [('2. What does X speak?', 'a question, not an unfinished sentence')])

@@ -154,6 +154,9 @@ def sample_noise(
         avoid: words that must not appear (e.g. the subject and both objects of an edit).
         bank: the sentences to draw from.
 
+    Returns:
+        The sentences, joined by spaces.
+
     Example:
         >>> sample_noise(0, sentences=2).count(".") >= 2
         True
@@ -190,7 +193,11 @@ def with_noisy_prefix(
     tokenizer: Any = None,
     avoid: Sequence[str] = (),
 ) -> str:
-    """``prompt`` behind a noisy prefix ("<unrelated sentence(s)> <prompt>")."""
+    """``prompt`` behind a noisy prefix ("<unrelated sentence(s)> <prompt>").
+
+    Returns:
+        The prompt behind its prefix.
+    """
     noise = sample_noise(
         seed, sentences=sentences, min_tokens=min_tokens, tokenizer=tokenizer, avoid=avoid
     )
@@ -204,5 +211,9 @@ def long_context(
     tokenizer: Any = None,
     avoid: Sequence[str] = (),
 ) -> str:
-    """An unrelated context of at least ``min_tokens`` tokens (default 200)."""
+    """An unrelated context of at least ``min_tokens`` tokens (default 200).
+
+    Returns:
+        The context.
+    """
     return sample_noise(seed, sentences=1, min_tokens=min_tokens, tokenizer=tokenizer, avoid=avoid)

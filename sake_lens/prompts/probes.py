@@ -102,7 +102,11 @@ def doubt_probes(
     request: EditRequest, templates: Iterable[str] = tuple(DOUBT_TEMPLATES)
 ) -> list[RobustnessProbe]:
     """The edited answer followed by a challenge (names from :data:`DOUBT_TEMPLATES`, or
-    literal templates with ``{prompt}``, ``{new}``, ``{old}``)."""
+    literal templates with ``{prompt}``, ``{new}``, ``{old}``).
+
+    Returns:
+        One probe per template.
+    """
     probes = []
     for name in templates:
         template = DOUBT_TEMPLATES.get(name, name)
@@ -127,7 +131,11 @@ def long_context_probes(
     min_tokens: int = 200,
     tokenizer: Any = None,
 ) -> list[RobustnessProbe]:
-    """``n`` probes: the edit prompt after >= ``min_tokens`` tokens of unrelated text."""
+    """``n`` probes: the edit prompt after >= ``min_tokens`` tokens of unrelated text.
+
+    Returns:
+        The probes.
+    """
     rng = random.Random(f"long-context:{seed}")
     avoid = (request.subject, request.old, request.new)
     probes = []
@@ -156,6 +164,9 @@ def multi_turn_probes(
 
     Without a tokenizer (or one without a chat template) a plain "User:/Assistant:" transcript
     is used.
+
+    Returns:
+        The probes.
     """
     if not 0 <= small_talk_turns <= len(_SMALL_TALK):
         raise DistributionError(
@@ -191,7 +202,11 @@ def robustness_probes(
     long_contexts: int = 3,
     min_tokens: int = 200,
 ) -> list[RobustnessProbe]:
-    """All robustness probes for ``request``: doubts, long contexts and multi-turn chats."""
+    """All robustness probes for ``request``: doubts, long contexts and multi-turn chats.
+
+    Returns:
+        The probes, doubts first.
+    """
     return [
         *doubt_probes(request, doubts),
         *long_context_probes(

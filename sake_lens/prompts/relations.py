@@ -1301,7 +1301,11 @@ def _template_index() -> dict[str, tuple[str, ...]]:
 
 
 def get_relation(relation_id: str) -> Relation:
-    """The relation with Wikidata id ``relation_id`` (e.g. "P27")."""
+    """The relation with Wikidata id ``relation_id`` (e.g. "P27").
+
+    Returns:
+        The relation.
+    """
     try:
         return RELATIONS[relation_id]
     except KeyError:
@@ -1359,6 +1363,9 @@ def match_relation(
             CounterFact shares across relations ("{}, the": instrument, sport or position):
             the first candidate whose typical objects include the old object wins.
         cues: also try the relations' keyword cues when the exact template is unknown.
+
+    Returns:
+        The relation, or None.
 
     Example:
         >>> match_relation("The mother tongue of {} is").id

@@ -80,7 +80,11 @@ log = logging.getLogger(__name__)
 
 
 def conflict_key(request: EditRequest) -> tuple[str, str]:
-    """(subject, relation) of a request: equal keys conflict in a registry."""
+    """(subject, relation) of a request: equal keys conflict in a registry.
+
+    Returns:
+        ``(subject, relation)``.
+    """
     rel = match_relation(request.prompt, objects=[request.old], cues=False)
     return normalize(request.subject), (
         rel.id if rel is not None else normalize_template(request.prompt)
@@ -602,6 +606,9 @@ def save_edit(edit: Edit, path: str | Path, *, scope: Scope | None = None) -> Pa
     """Save one edit (and optionally its gate) to a directory, in the registry format.
 
     Refuses to overwrite a directory that holds a registry of other edits.
+
+    Returns:
+        The directory written.
     """
     path = Path(path)
     with locked(path, exclusive=True):
@@ -629,7 +636,11 @@ def save_edit(edit: Edit, path: str | Path, *, scope: Scope | None = None) -> Pa
 
 
 def load_edit(path: str | Path, *, model: Any = None, strict: bool = True) -> Edit:
-    """Load the one edit saved at ``path`` (see :func:`save_edit`)."""
+    """Load the one edit saved at ``path`` (see :func:`save_edit`).
+
+    Returns:
+        The edit.
+    """
     path = Path(path)
     with locked(path, exclusive=False):
         manifest = read_manifest(path)
@@ -646,7 +657,11 @@ def load_edit(path: str | Path, *, model: Any = None, strict: bool = True) -> Ed
 
 
 def list_saved(path: str | Path) -> list[dict[str, Any]]:
-    """Summary rows of the edits saved at ``path``, read from the manifest alone."""
+    """Summary rows of the edits saved at ``path``, read from the manifest alone.
+
+    Returns:
+        One summary row per edit, in registry order.
+    """
     path = Path(path)
     with locked(path, exclusive=False):
         manifest = read_manifest(path)
@@ -668,7 +683,11 @@ def list_saved(path: str | Path) -> list[dict[str, Any]]:
 
 def remove_saved(path: str | Path, edit_id: str) -> dict[str, Any]:
     """Remove an edit from the registry at ``path`` without loading it (works when its tensor
-    file is damaged); return its summary row."""
+    file is damaged); return its summary row.
+
+    Returns:
+        The removed edit's summary row.
+    """
     removed: list[dict[str, Any]] = []
 
     def drop(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -298,6 +298,9 @@ def fit_edit(
         config: site, map and distribution settings (default :class:`EditConfig`).
         keep_activations: keep the source and target activations on the edit (for plots).
 
+    Returns:
+        The fitted edit: its request, site, map, purity and the prompts it was fitted on.
+
     Raises:
         DistributionError: too few valid target samples (purity below ``min_purity``).
         FitError: the map could not be fitted to finite values.

@@ -17,6 +17,14 @@ whole sequence. A hook that edits the last prompt token wherever it is present (
 only on step 0) gives the same result with and without the cache: with the cache, the edited
 keys and values of later layers are reused from step 0.
 
+Memory stays bounded for long prompts. The bridge computes attention eagerly, holding several
+float32 ``(batch, heads, queries, keys)`` score tensors per layer (about 7 GB at 8,192 tokens),
+so with the cache a long prompt is prefilled in spans of queries, one forward per span, each
+holding at most :data:`MAX_ATTENTION_SCORES` scores (step 0 is then several passes; the last
+one holds the prompt's last token, and :attr:`GenerationStep.prompt_tokens` gives every pass the
+whole prompt). Only the last position is unembedded, the only one read, so no pass builds
+``(batch, seq, vocab)`` logits. Prompts short enough for one span run exactly as before.
+
 The KV cache is used only after a probe proved it matches uncached logits on this model (see
 ``sake_lens.model.patches`` for the TransformerLens bug that breaks it); otherwise generation
 falls back to recomputing the whole sequence each step and logs one warning.
@@ -37,15 +45,19 @@ from torch import Tensor
 
 from ..errors import GenerationError
 from ..model.patches import apply_bridge_patches
+from ..model.sites import keep_last_positions
 from ..model.tokens import tokenize_batch
 
 __all__ = [
+    "MAX_ATTENTION_SCORES",
     "GenerationStep",
     "current_step",
     "publish_step",
     "generate",
     "generate_tokens",
     "kv_cache_is_correct",
+    "prefill_spans",
+    "check_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +67,11 @@ _STEP: contextvars.ContextVar[GenerationStep | None] = contextvars.ContextVar(
     "sake_lens_generation_step", default=None
 )
 _KV_FLAG = "_sake_lens_kv_cache_ok"
+
+#: The most attention scores (rows x heads x queries x keys) one cached prefill pass may hold:
+#: 2**23 float32 scores are 32 MiB per tensor, about 200 MiB at the bridge's peak. A prompt
+#: above it is prefilled in spans of queries through the KV cache (see the module docstring).
+MAX_ATTENTION_SCORES = 2**23
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,10 @@ class GenerationStep:
     #: position (``n = 0`` on step 0 of generate; teacher-forced scoring puts its
     #: continuations here). Hooks read it to know what has been generated so far.
     generated: Tensor | None = field(default=None, compare=False, repr=False)
+    #: ``(batch, padded_prompt_length)`` ids of the whole left-padded prompt, set when a pass
+    #: may see only part of it (a long prompt prefilled in spans); None when the pass starting
+    #: at ``offset = 0`` holds the whole prompt.
+    prompt_tokens: Tensor | None = field(default=None, compare=False, repr=False)
 
     def generated_index(self, pos: int) -> int:
         """The index into :attr:`generated` of the token at position ``pos`` of this pass."""
@@ -233,6 +254,19 @@ def _pad_rows(rows: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Ten
     return tokens.to(device), mask.to(device)
 
 
+def prefill_spans(rows: int, heads: int, width: int, budget: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` query spans that prefill a ``width``-token prompt through the KV cache
+    with at most ``budget`` attention scores per pass (``rows x heads x queries x keys``, keys
+    at most ``width``); one span when the whole prompt fits.
+
+    Example:
+        >>> prefill_spans(1, 1, 10, 100), prefill_spans(1, 1, 10, 40)
+        ([(0, 10)], [(0, 4), (4, 8), (8, 10)])
+    """
+    span = max(1, budget // max(rows * heads * width, 1))
+    return [(start, min(start + span, width)) for start in range(0, width, span)]
+
+
 def _eos_ids(model: Any) -> set[int]:
     ids = {model.tokenizer.eos_token_id}
     hf = getattr(model, "original_model", None)
@@ -256,6 +290,43 @@ def _check_hooks(model: Any, fwd_hooks: Sequence[tuple[Any, HookFn]]) -> list[tu
                 f"Unknown hook name {name!r}" + (f"; did you mean {close}?" if close else ".")
             )
     return hooks
+
+
+def check_context(
+    model: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    *,
+    name: str = "prompt",
+    budget: str = "max_new_tokens",
+) -> None:
+    """Refuse, before any forward pass, prompts that cannot be continued within the context.
+
+    Each prompt (with the model's BOS convention) plus ``max_new_tokens`` must fit the model's
+    ``cfg.n_ctx``; a command line calls this right after loading the model, so a prompt that
+    is too long is refused before minutes of fitting and generation, not after them.
+    ``name`` and ``budget`` word the message (the command line passes its flags).
+
+    Raises:
+        GenerationError: one line naming the prompt, its tokens, the limit and the fix.
+    """
+    from ..model.tokens import bos_convention
+
+    n_ctx = int(getattr(model.cfg, "n_ctx", 0) or 0)
+    if not n_ctx:
+        return
+    bos = 1 if bos_convention(model) else 0
+    for i, text in enumerate(prompts):
+        n = len(model.tokenizer.encode(text, add_special_tokens=False)) + bos
+        if n + max_new_tokens > n_ctx:
+            which = f"{name} {i}" if len(prompts) > 1 else name
+            which = which if which.startswith("-") else f"The {which}"
+            room = n_ctx - max_new_tokens
+            raise GenerationError(
+                f"{which} has {n:,} tokens; with {budget} {max_new_tokens} that exceeds the "
+                f"model's context of {n_ctx:,} tokens: shorten it to at most {room:,} tokens or "
+                f"lower {budget}."
+            )
 
 
 def generate_tokens(
@@ -300,21 +371,38 @@ def generate_tokens(
         generator.manual_seed(0 if seed is None else seed)
     finished = torch.zeros(len(lengths), dtype=torch.bool, device=tokens.device)
     out: list[list[int]] = [[] for _ in lengths]
+    heads = int(getattr(model.cfg, "n_heads", 1) or 1)
+    spans = prefill_spans(len(lengths), heads, width, MAX_ATTENTION_SCORES) if cached else []
+    whole_prompt = tokens if len(spans) > 1 else None
+    # Only the last position's logits are read: unembed just that one.
+    hooks += keep_last_positions(model)
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         for step in range(max_new_tokens):
-            start = tokens.shape[1] - 1 if (cached and step > 0) else 0
-            info = GenerationStep(
-                step,
-                cached,
-                lengths,
-                pads,
-                start,
-                tokens.shape[1] - start,
-                generated=tokens[:, width:],
-            )
-            with publish_step(info):
-                logits = _forward(model, tokens[:, start:], mask, positions[:, start:], cache)
+            if step > 0:
+                spans = [(tokens.shape[1] - 1 if cached else 0, tokens.shape[1])]
+            elif not spans:
+                spans = [(0, width)]
+            for start, stop in spans:
+                info = GenerationStep(
+                    step,
+                    cached,
+                    lengths,
+                    pads,
+                    start,
+                    stop - start,
+                    generated=tokens[:, width:],
+                    prompt_tokens=whole_prompt,
+                )
+                with publish_step(info):
+                    logits = _forward(
+                        model,
+                        tokens[:, start:stop],
+                        mask[:, :stop],
+                        positions[:, start:stop],
+                        cache,
+                    )
             last = logits[:, -1, :].float()  # (batch, vocab)
+            del logits
             if generator is None:
                 nxt = last.argmax(-1)
             else:

@@ -189,6 +189,9 @@ def check_edits_fit(model: Any, edits: Sequence[Edit]) -> None:
 def steered(model: Any, edits: Sequence[Edit], *, router: Router | None = None) -> Iterator[Any]:
     """The model with ``edits`` applied inside the ``with`` block.
 
+    Yields:
+        The same model, with the edits' hooks attached until the block exits.
+
     Example:
         >>> with steered(model, [edit]):  # doctest: +SKIP
         ...     logits = model(tokens)

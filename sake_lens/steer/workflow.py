@@ -10,7 +10,16 @@ from typing import Any
 from ..prompts.request import EditRequest
 from .edit import Edit, EditConfig, LowPurityError, fit_edit
 
-__all__ = ["make_edit", "default_paraphrases", "STRONGER_TARGET_TEMPLATES", "MAX_RETRY_PARAPHRASES"]
+__all__ = [
+    "make_edit",
+    "default_paraphrases",
+    "DEFAULT_N_PARAPHRASES",
+    "STRONGER_TARGET_TEMPLATES",
+    "MAX_RETRY_PARAPHRASES",
+]
+
+#: Template-bank paraphrases an edit is fitted on when none are given (also a sweep's).
+DEFAULT_N_PARAPHRASES = 20
 
 #: Target contexts added when an edit is retried for low purity: the two that make the default
 #: model say the new object most often (see ``sake_lens.prompts.contexts.TARGET_TEMPLATES``).
@@ -36,7 +45,7 @@ def make_edit(
     request: EditRequest,
     *,
     paraphrases: Sequence[str] | None = None,
-    n_paraphrases: int = 20,
+    n_paraphrases: int = DEFAULT_N_PARAPHRASES,
     site: str | None = None,
     seed: int = 0,
     config: EditConfig | None = None,
@@ -56,6 +65,20 @@ def make_edit(
     ``min_purity`` passes or fails with the seed's draw, and a stronger context usually settles
     it. The retry is recorded in ``edit.retry`` (saved with the edit). It is off by default so
     that evaluations fit exactly the configuration they report.
+
+    Args:
+        model: a TransformerLens model (see :func:`sake_lens.load_model`).
+        request: the fact to change.
+        paraphrases: the prompts to fit on; None draws ``n_paraphrases`` from the bank.
+        n_paraphrases: template-bank paraphrases drawn when ``paraphrases`` is None.
+        site: the hook to edit at; None keeps the config's site.
+        seed: seed of the draw from the template bank.
+        config: how the edit is fitted; None uses :class:`~sake_lens.steer.edit.EditConfig`.
+        implications: also fit the edit's implied edits.
+        retry: fit once more with stronger target contexts when the purity is too low.
+
+    Returns:
+        The fitted edit (with its implied edits in ``edit.implied`` when asked for).
 
     Raises:
         LowPurityError: the purity is too low (with ``retry``: also on the retry, whose numbers

@@ -28,6 +28,9 @@ def _lookup(kind: object) -> type[TransportMap]:
 def make_map(kind: str, **kwargs: Any) -> TransportMap:
     """Build an unfitted map of ``kind`` ("gaussian", "diagonal" or "mean-shift").
 
+    Returns:
+        The unfitted map.
+
     Example:
         >>> make_map("gaussian", reg=0.1)
         GaussianMap(reg=0.1, rank=None, method='auto', storage_dtype='float32') [unfitted]
@@ -41,6 +44,9 @@ def make_map(kind: str, **kwargs: Any) -> TransportMap:
 
 def map_from_config(config: dict[str, Any], state: dict[str, Tensor]) -> TransportMap:
     """Restore a fitted map from ``map.config()`` and ``map.state_dict()`` (dispatch on kind).
+
+    Returns:
+        The fitted map.
 
     Example:
         >>> import torch

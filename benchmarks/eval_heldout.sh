@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The held-out evaluation of the README's results table: every method on dev records
-# 2000-2199 (positions in the data file; nothing was tuned on them), every edit active at
+# 2000-2079 (positions in the data file; nothing was tuned on them), every edit active at
 # once (--mode all), seed 0. Two streams of methods run side by side, one thread each; then
 # gzipped copies of the results and the paired comparison (compare.md).
 # Usage: bash benchmarks/eval_heldout.sh DATA.json [OUT_DIR]
 set -euo pipefail
 data=${1:?usage: eval_heldout.sh DATA.json [OUT_DIR]}
-out=${2:-benchmarks/results/eval-2000-2200}
-records=${RECORDS:-2000:2200}
+out=${2:-benchmarks/results/eval-2000-2080}
+records=${RECORDS:-2000:2080}
 mkdir -p "$out"
 run() {
     for m in "$@"; do

@@ -1,6 +1,6 @@
 """The README's results table from ``sake-lens eval`` result files, one column per run.
 
-    python benchmarks/eval_table.py benchmarks/results/eval-2000-2200/{none,in-context,mean-shift,sake,sake-reference}.json.gz
+    python benchmarks/eval_table.py benchmarks/results/eval-2000-2080/{none,in-context,mean-shift,sake,sake-reference}.json.gz
 
 (``.json`` or gzipped ``.json.gz`` files of finished runs.) Each cell is the run's stored
 ``mean [95 % bootstrap interval by record] (n)``, rates in percent; a metric whose interval is a

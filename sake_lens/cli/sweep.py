@@ -97,8 +97,7 @@ def parse_floats(
         if not (math.isfinite(value) and low_ok and value <= hi):
             bound = f"> {lo:g}" if open_lo else f">= {lo:g}"
             raise OptionValueError(
-                f"bad {flag} {text!r}: {part} is out of range; pass values {bound} and "
-                f"<= {hi:g}."
+                f"bad {flag} {text!r}: {part} is out of range; pass values {bound} and <= {hi:g}."
             )
         out.append(value)
     return tuple(dict.fromkeys(out))
